@@ -1,0 +1,1 @@
+"""Fixes for an installed PaddleDetection that predates this Paddle; filled in per defect."""
