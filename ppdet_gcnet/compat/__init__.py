@@ -1,1 +1,43 @@
-"""Fixes for an installed PaddleDetection that predates this Paddle; filled in per defect."""
+"""Repairs for an installed PaddleDetection that predates this Paddle.
+
+PaddleDetection on PyPI stops at 2.6.0, written for Paddle 2.4. Paddle 2.5 made integer indexing
+return 0-D tensors and Paddle 3 made PIR the default static graph; upstream PaddleDetection
+>= 2.7 adapted, the PyPI release did not. Each module here repairs one defect: its `probe()`
+runs the installed code on a tiny input and reports whether the defect is present, and its
+`apply()` replaces the one wrong function (idempotently). Importing this package applies every
+fix whose probe fires, so a PaddleDetection that already behaves is left untouched.
+`applied_fixes()` names the fixes applied in this process.
+"""
+import logging
+
+from . import (bbox_post_process, mask_targets, proposal_targets, rpn_proposals,
+               visualizer_text_size)
+
+logger = logging.getLogger(__name__)
+
+# Order follows the Mask R-CNN pipeline; every entry has NAME, probe() and apply().
+FIXES = (rpn_proposals, proposal_targets, mask_targets, bbox_post_process, visualizer_text_size)
+
+_applied = []
+
+
+def apply_all():
+    """Probe every fix and apply those whose defect is present; returns the names applied now."""
+    applied_now = []
+    for fix in FIXES:
+        if fix.NAME in _applied or not fix.probe():
+            continue
+        fix.apply()
+        _applied.append(fix.NAME)
+        applied_now.append(fix.NAME)
+    if applied_now:
+        logger.info('ppdet_gcnet.compat applied: %s', ', '.join(applied_now))
+    return applied_now
+
+
+def applied_fixes():
+    """Names of the fixes applied in this process, in the order applied."""
+    return tuple(_applied)
+
+
+apply_all()

@@ -18,6 +18,7 @@ from .gc_block import (GCConfigError, GlobalContextBlock, check_fusion_types,
 # Residual blocks of the torchvision-style depths; GC needs one of these.
 SUPPORTED_DEPTHS = tuple(sorted(ResNet_cfg))
 SUPPORTED_VARIANTS = ('a', 'b', 'c', 'd')
+STAGE_WIDTHS = (64, 128, 256, 512)  # ppdet ResNet's ch_out per stage, before block expansion
 
 
 def _apply_context(layer, inputs, output):
@@ -38,7 +39,7 @@ class GCResNet(ResNet):
     Args:
         gc_stages (list[int]): stage indices (0..num_stages-1 = res2..res5) that get GC blocks.
         gc_ratio (float): transform bottleneck ratio (1/16 in the paper's r16 models).
-        gc_pooling (str): 'att' or 'avg'.
+        gc_pooling_type (str): 'att' or 'avg'.
         gc_fusion_types (list[str]): 'channel_add', 'channel_mul' or both.
         other arguments: those of ppdet's `ResNet`.
     """
@@ -61,12 +62,11 @@ class GCResNet(ResNet):
                  std_senet=False,
                  gc_stages=[1, 2, 3],
                  gc_ratio=1.0 / 16,
-                 gc_pooling='att',
+                 gc_pooling_type='att',
                  gc_fusion_types=['channel_add']):
-        self._check_resnet_args(depth, variant, num_stages)
-        gc_stages = self._check_stages(gc_stages, num_stages)
-        check_pooling_type(gc_pooling, 'GCResNet.gc_')
-        gc_fusion_types = check_fusion_types(gc_fusion_types, 'GCResNet.gc_')
+        gc_stages, gc_fusion_types = self.check_args(
+            depth=depth, variant=variant, num_stages=num_stages, gc_stages=gc_stages,
+            gc_ratio=gc_ratio, gc_pooling_type=gc_pooling_type, gc_fusion_types=gc_fusion_types)
         super().__init__(
             depth=depth, ch_in=ch_in, variant=variant, lr_mult_list=lr_mult_list,
             groups=groups, base_width=base_width, norm_type=norm_type,
@@ -77,9 +77,8 @@ class GCResNet(ResNet):
         self.gc_blocks = []
         for stage in gc_stages:
             channels = self._out_channels[stage]
-            context_channels(channels, gc_ratio, 'GCResNet.gc_')
             for residual_block in self.res_layers[stage].blocks:
-                block = GlobalContextBlock(channels, gc_ratio, gc_pooling, gc_fusion_types)
+                block = GlobalContextBlock(channels, gc_ratio, gc_pooling_type, gc_fusion_types)
                 residual_block.add_sublayer('gc_block', block)
                 target = _last_conv_norm(residual_block)
                 # Plain attribute, not a sublayer: the block is owned (and named) by the
@@ -93,6 +92,21 @@ class GCResNet(ResNet):
             for i in range(min(freeze_at + 1, num_stages)):
                 if i in gc_stages:
                     self._freeze_parameters(self.res_layers[i])
+
+    @classmethod
+    def check_args(cls, depth=50, variant='b', num_stages=4, gc_stages=(1, 2, 3),
+                   gc_ratio=1.0 / 16, gc_pooling_type='att', gc_fusion_types=('channel_add', ),
+                   **_other_resnet_args):
+        """Validate the GC-relevant arguments without building anything (tools call this at
+        config time, before data loading). Returns (sorted gc_stages, fusion types tuple)."""
+        cls._check_resnet_args(depth, variant, num_stages)
+        gc_stages = cls._check_stages(gc_stages, num_stages)
+        check_pooling_type(gc_pooling_type, 'GCResNet.gc_')
+        gc_fusion_types = check_fusion_types(gc_fusion_types, 'GCResNet.gc_')
+        expansion = 4 if depth >= 50 else 1
+        for stage in gc_stages:
+            context_channels(STAGE_WIDTHS[stage] * expansion, gc_ratio, 'GCResNet.gc_')
+        return gc_stages, gc_fusion_types
 
     @staticmethod
     def _check_resnet_args(depth, variant, num_stages):

@@ -1,0 +1,132 @@
+"""What tools/train.py, eval.py, infer.py and export_model.py share: PaddleDetection's command
+line (`-c`, `-o key=value`), config loading with one-line errors, device choice, weights paths.
+"""
+import glob
+import os
+import sys
+
+import yaml
+
+
+class ToolError(Exception):
+    """A bad command-line or config value; tools print it as one line and exit with status 2."""
+
+
+def _parse_overrides(opts):
+    """`-o a.b=c x=y` -> nested dict; values parsed as YAML, like PaddleDetection."""
+    merged = {}
+    for opt in opts or []:
+        if '=' not in opt:
+            raise ToolError(f"-o {opt!r}: expected key=value (e.g. -o use_gpu=false)")
+        key, text = opt.strip().split('=', 1)
+        if not key or any(not part for part in key.split('.')):
+            raise ToolError(f"-o {opt!r}: empty key")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ToolError(f"-o {opt!r}: value is not valid YAML ({error.problem})")
+        node = merged
+        *parents, leaf = key.split('.')
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ToolError(f"-o {opt!r}: {part} was already given a plain value")
+        node[leaf] = value
+    return merged
+
+
+def build_parser(description):
+    from ppdet.utils.cli import ArgsParser
+    parser = ArgsParser()
+    parser.description = description
+    return parser
+
+
+def parse_args(parser, argv=None):
+    """Like ppdet's ArgsParser.parse_args, with ToolError instead of asserts."""
+    args = super(type(parser), parser).parse_args(argv)
+    if not args.config:
+        raise ToolError("-c/--config: a config file is required (e.g. -c configs/gcnet/"
+                        "mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml)")
+    args.opt = _parse_overrides(args.opt)
+    return args
+
+
+def load_tool_config(args, exclude_args=('config', 'opt', 'slim_config')):
+    """Load `-c` with its _BASE_ files, merge CLI flags and `-o` overrides, validate GC keys,
+    pick the device. Returns ppdet's global config."""
+    import paddle
+    import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies compat fixes)
+    from ppdet.core.workspace import load_config, merge_config
+    from ppdet.utils.cli import merge_args
+    from .config_check import check_config
+
+    if not os.path.isfile(args.config):
+        raise ToolError(f"-c {args.config}: no such config file")
+    try:
+        cfg = load_config(args.config)
+    except yaml.YAMLError as error:
+        raise ToolError(f"-c {args.config}: not valid YAML ({str(error).splitlines()[0]})")
+    merge_args(cfg, args, exclude_args=list(exclude_args))
+    merge_config(args.opt)
+    check_config(cfg)
+    use_gpu = bool(cfg.get('use_gpu', False))
+    if use_gpu and not paddle.is_compiled_with_cuda():
+        raise ToolError("use_gpu: true, but this Paddle has no GPU support; "
+                        "add -o use_gpu=false (or install paddlepaddle-gpu)")
+    paddle.set_device('gpu' if use_gpu else 'cpu')
+    return cfg
+
+
+def resolve_config_weights(cfg, keys=('weights', 'pretrain_weights')):
+    """Turn manifest names / URLs in `weights` and `pretrain_weights` into local files, so
+    ppdet's own loader never downloads anything itself."""
+    from .weights import resolve_weights
+    for key in keys:
+        if cfg.get(key):
+            cfg[key] = resolve_weights(cfg[key])
+
+
+def weights_file_exists(path):
+    """ppdet names checkpoints without their `.pdparams` suffix; accept either form."""
+    return os.path.isfile(path) or os.path.isfile(str(path) + '.pdparams')
+
+
+def require_weights(cfg, key='weights'):
+    value = cfg.get(key)
+    if not value:
+        raise ToolError(f"{key}: not set; give -o {key}=<path/to/model_final>")
+    if not weights_file_exists(value):
+        raise ToolError(f"{key}: {value}: no such file (nor {value}.pdparams)")
+    return value
+
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def collect_images(infer_img=None, infer_dir=None):
+    """--infer_img wins over --infer_dir, as in PaddleDetection; a dir yields its images sorted."""
+    if infer_img:
+        if not os.path.isfile(infer_img):
+            raise ToolError(f"--infer_img {infer_img}: no such file")
+        return [os.path.abspath(infer_img)]
+    if not infer_dir:
+        raise ToolError("give --infer_img IMAGE or --infer_dir DIR")
+    if not os.path.isdir(infer_dir):
+        raise ToolError(f"--infer_dir {infer_dir}: no such directory")
+    images = sorted(p for p in glob.glob(os.path.join(infer_dir, '*'))
+                    if os.path.isfile(p) and p.lower().endswith(IMAGE_EXTENSIONS))
+    if not images:
+        raise ToolError(f"--infer_dir {infer_dir}: no images "
+                        f"({', '.join(IMAGE_EXTENSIONS)}) in it")
+    return [os.path.abspath(p) for p in images]
+
+
+def run_tool(main):
+    """Run a tool's main(); config and input errors end as one line on stderr, status 2."""
+    from .modeling import GCConfigError
+    try:
+        return main()
+    except (ToolError, GCConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,58 @@
+"""Train a detector from a PaddleDetection config, e.g.
+
+    python tools/train.py -c configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml --eval
+    python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c CONFIG
+"""
+import _path  # noqa: F401
+
+from ppdet_gcnet.cli import (ToolError, build_parser, load_tool_config, parse_args,
+                             resolve_config_weights, run_tool, weights_file_exists)
+
+
+def make_parser():
+    parser = build_parser(__doc__)
+    parser.add_argument("--eval", action='store_true', default=False,
+                        help="evaluate on EvalDataset after each snapshot epoch")
+    parser.add_argument("-r", "--resume", default=None,
+                        help="checkpoint to resume from (path without .pdparams)")
+    parser.add_argument("--use_vdl", action='store_true', default=False,
+                        help="log scalars to VisualDL")
+    parser.add_argument("--vdl_log_dir", default="vdl_log_dir/scalar",
+                        help="VisualDL log directory")
+    parser.add_argument("--amp", action='store_true', default=False,
+                        help="automatic mixed precision (GPU)")
+    parser.add_argument("--save_prediction_only", action='store_true', default=False,
+                        help="with --eval: save predictions without computing the metric")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="random seed, for reproducible runs")
+    return parser
+
+
+def main(argv=None):
+    args = parse_args(make_parser(), argv)
+    cfg = load_tool_config(args)
+
+    import paddle
+    from ppdet.engine import Trainer, init_parallel_env, set_random_seed
+    from ppdet_gcnet.pretrained import load_pretrained_weights
+
+    if paddle.distributed.get_world_size() > 1:
+        init_parallel_env()
+    if args.seed is not None:
+        set_random_seed(args.seed)
+    if args.resume and not weights_file_exists(args.resume):
+        raise ToolError(f"-r/--resume {args.resume}: no such checkpoint "
+                        f"(nor {args.resume}.pdparams)")
+    resolve_config_weights(cfg, keys=('pretrain_weights', ))
+
+    trainer = Trainer(cfg, mode='train')
+    if args.resume:
+        trainer.resume_weights(args.resume)
+    elif cfg.get('pretrain_weights'):
+        load_pretrained_weights(trainer.model, cfg.pretrain_weights)
+    trainer.train(args.eval)
+    return trainer
+
+
+if __name__ == '__main__':
+    run_tool(main)
