@@ -17,6 +17,12 @@ OVERLAY_ALPHA = 0.5
 SHEET_TILE_PIXELS = 192   # longest side of a tile on the summary sheet, keeps sheets small
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write):
     """Call write(temp_path) and rename the result to `path`."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -25,6 +31,7 @@ def atomic_write(path, write):
     os.close(fd)
     try:
         write(temp)
+        os.chmod(temp, 0o666 & ~_current_umask())  # mkstemp makes 0600; give normal file modes
         os.replace(temp, path)
     except BaseException:
         if os.path.exists(temp):
@@ -81,7 +88,8 @@ def _thumbnail(rgb):
 
 def _save_figure(figure, path, dpi):
     canvas = FigureCanvasAgg(figure)
-    return atomic_write(path, lambda temp: canvas.print_png(temp, dpi=dpi))
+    figure.set_dpi(dpi)
+    return atomic_write(path, lambda temp: canvas.print_png(temp))
 
 
 def summary_sheet(path, title, rows, image_rgb):
@@ -139,7 +147,9 @@ def report_chart(path, title, blocks):
         finite = [v if math.isfinite(v) else 0.0 for v in values]
         colors = ['#bbbbbb' if flat and key in ('entropy_ratio', 'top1pct_share')
                   else '#3b75af' for flat in uniform]
-        ax.bar(positions, finite, color=colors)
+        bars = ax.bar(positions, finite, color=colors)
+        ax.bar_label(bars, labels=[f'{v:.2f}' if math.isfinite(v) else '' for v in values],
+                     fontsize=5, padding=1)
         ax.set_ylabel(label, fontsize=7)
         ax.set_ylim(*limits)
         ax.set_xticks(positions)
