@@ -1,0 +1,102 @@
+"""`weights` / `pretrain_weights` values -> local files: manifest names and URLs are fetched,
+verified, converted (legacy archives) and cached; local paths pass through unchanged."""
+import os
+import sys
+
+from .download import DownloadError, download, file_lock
+from .manifest import LEGACY_STATIC, PDPARAMS, find_entry
+
+CACHE_ENV = 'PPDET_GCNET_CACHE'
+DEFAULT_CACHE = os.path.join('~', '.cache', 'ppdet_gcnet', 'weights')
+# ppdet's own shorthand for its bucket (ppdet.utils.download).
+_PPDET_SCHEME = ('ppdet://', 'https://paddledet.bj.bcebos.com/')
+_URL_PREFIXES = ('http://', 'https://', 'ppdet://')
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+
+
+class WeightsError(RuntimeError):
+    """A weights value that cannot become a usable local file; one line, names the value."""
+
+
+def cache_root():
+    return os.path.abspath(os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE))
+
+
+def _log(message):
+    print(message, file=sys.stderr)
+
+
+def _checked_pickle(path):
+    """Refuse a downloaded `.pdparams` that would import anything beyond numpy arrays; the
+    check runs once per file version (marker holds size and mtime)."""
+    from .legacy_pickle import UnsafePickleError, load_array_pickle
+    stat = os.stat(path)
+    marker, stamp = path + '.checked', f"{stat.st_size} {stat.st_mtime_ns}"
+    try:
+        with open(marker) as handle:
+            if handle.read().strip() == stamp:
+                return path
+    except OSError:
+        pass
+    try:
+        load_array_pickle(path)
+    except UnsafePickleError as error:
+        raise WeightsError(str(error)) from None
+    with open(marker, 'w') as handle:
+        handle.write(stamp)
+    return path
+
+
+def fetch_entry(entry, root=None, progress=True, timeout=60.0):
+    """Manifest entry -> verified local `.pdparams` path (downloaded/converted on first use)."""
+    folder = os.path.join(root or cache_root(), entry.name)
+    os.makedirs(folder, exist_ok=True)
+    raw = os.path.join(folder, entry.filename)
+    try:
+        if entry.format == PDPARAMS:
+            download(entry.url, raw, entry.sha256, entry.md5, timeout=timeout,
+                     progress=progress, log=_log)
+            return _checked_pickle(raw)
+        if entry.format != LEGACY_STATIC:
+            raise WeightsError(f"{entry.name}: unknown manifest format {entry.format!r}")
+        converted = os.path.join(folder, entry.name + '.pdparams')
+        with file_lock(converted + '.lock'):
+            if os.path.isfile(converted):
+                return converted
+            download(entry.url, raw, entry.sha256, entry.md5, timeout=timeout,
+                     progress=progress, log=_log)
+            config = os.path.join(REPO_ROOT, entry.config)
+            _log(f"[weights] converting legacy {raw} for {entry.config}")
+            from .convert import convert_legacy_weights
+            convert_legacy_weights(raw, config, converted, log=_log)
+            return converted
+    except WeightsError:
+        raise
+    except (DownloadError, OSError, ValueError) as error:
+        raise WeightsError(f"{entry.name}: {error}") from None
+
+
+def resolve_weights(value):
+    """Local path (with or without `.pdparams`, existing or not yet) -> unchanged (`~`
+    expanded); manifest name or known URL -> cached, verified `.pdparams` path (the suffix
+    included, which ppdet's load_weight / load_pretrain_weight strip); an unknown URL ->
+    WeightsError."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return value
+    local = os.path.expanduser(text)
+    if not text.startswith(_URL_PREFIXES) and (
+            os.path.exists(local) or os.path.exists(local + '.pdparams')):
+        return local
+    lookup = text.replace(*_PPDET_SCHEME) if text.startswith('ppdet://') else text
+    entry = find_entry(lookup)
+    if entry is not None:
+        return fetch_entry(entry)
+    if text.startswith(_URL_PREFIXES):
+        raise WeightsError(
+            f"weights {text}: URL not in the weights manifest; .pdparams files are pickles, so "
+            f"only pinned URLs are fetched (download it yourself and pass the local path, or "
+            f"add it to ppdet_gcnet/weights/manifest.py)")
+    return local
