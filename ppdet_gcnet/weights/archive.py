@@ -64,10 +64,11 @@ def _plan_zip(zf, archive):
     for info in zf.infolist():
         relpath = _checked_relpath(info.filename, archive)
         mode = info.external_attr >> 16
-        if mode and stat.S_ISLNK(mode):
+        kind = stat.S_IFMT(mode)   # 0 when the zip tool stored permissions only
+        if kind and stat.S_ISLNK(mode):
             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a link; "
                                      f"links are not extracted")
-        if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        if kind and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is not a plain file")
         if relpath:
             plan.append((info, relpath, info.is_dir()))
@@ -120,7 +121,10 @@ def safe_extract(archive, target_dir):
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix='.extract-', dir=parent)
     try:
-        _extract_into(archive, staging)
+        try:
+            _extract_into(archive, staging)
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
+            raise UnsafeArchiveError(f"{archive}: damaged archive ({error})") from None
         os.rename(staging, target_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
