@@ -1,6 +1,9 @@
-"""Keep `nearest_interp` out of exported graphs, so Paddle Inference's oneDNN path can run them.
+"""Export-time rewrites that let Paddle Inference 3.3.1 run our detectors with oneDNN.
 
-Root cause (Paddle 3.3.1): `onednn_placement_pass` moves every `pd_op.nearest_interp` /
+Two graph forms break the oneDNN path; both are rewritten into the same function with op forms
+oneDNN accepts. Call `make_onednn_safe(model)` on the eval-mode model before `paddle.jit.to_static`.
+
+1. FPN's `nearest_interp`. Root cause: `onednn_placement_pass` moves every `pd_op.nearest_interp` /
 `pd_op.bilinear_interp` to the oneDNN dialect. Their `scale` attribute is declared `double[]`
 (`pir::ArrayAttribute<pir::DoubleAttribute>`), and the oneDNN instruction's attribute converter
 (`ConvertPirAttribute2RuntimeAttribute` in `onednn_instruction.cc`) has no case for that declared
@@ -9,9 +12,16 @@ type, so building the predictor's instruction fails whatever the values are (an 
 executor (`set_onednn_op` is not consulted by the placement pass), so the fix is in the graph:
 FPN's 2x nearest upsampling is exported as unsqueeze -> expand -> flatten, which is the same
 function exactly (each pixel copied into a 2x2 block) and whose attributes are all integers.
+
+2. The GC block's LayerNorm over [C/r, 1, 1] (`begin_norm_axis=1` on a 4-D tensor). oneDNN's
+layer_norm kernel accepts only the last axis ("MKL-DNN Layer Norm supports only last logical
+axis"). `LastAxisLayerNorm` flattens the normalised dims into one last axis, normalises, and
+restores the shape: same statistics, same parameters (Paddle stores LayerNorm weights flat).
 """
 
 import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
 from ppdet.modeling.necks.fpn import FPN
 
 # Ops that `onednn_placement_pass` places on oneDNN and whose declared attributes the oneDNN
@@ -54,24 +64,30 @@ class OneDNNSafeFPN(FPN):
         return fpn_output
 
 
+class LastAxisLayerNorm(nn.LayerNorm):
+    """nn.LayerNorm computed over one flattened last axis (the only form oneDNN runs)."""
+
+    def forward(self, x):
+        normalized_dims = len(self._normalized_shape)
+        if normalized_dims == 1:
+            return super().forward(x)
+        kept_dims = x.ndim - normalized_dims
+        flat = paddle.flatten(x, start_axis=kept_dims)
+        flat = F.layer_norm(flat, flat.shape[-1:], self.weight, self.bias, self._epsilon)
+        # 0 = "copy this dim from the input": the kept leading dims are unchanged.
+        return paddle.reshape(flat, [0] * kept_dims + list(self._normalized_shape))
+
+
 def make_onednn_safe(model):
-    """Switch every plain ppdet `FPN` inside `model` to `OneDNNSafeFPN`, in place; returns the
-    number switched. Call it on the eval-mode model right before `paddle.jit.to_static`."""
-    switched = 0
+    """Switch, in place, every plain ppdet `FPN` in `model` to `OneDNNSafeFPN` and every
+    multi-axis `nn.LayerNorm` to `LastAxisLayerNorm`. Returns {class name: number switched}."""
+    switched = {'FPN': 0, 'LayerNorm': 0}
     for layer in model.sublayers(include_self=True):
         if type(layer) is FPN:
             layer.__class__ = OneDNNSafeFPN
-            switched += 1
+            switched['FPN'] += 1
+        elif type(layer) is nn.LayerNorm and len(layer._normalized_shape) > 1:
+            layer.__class__ = LastAxisLayerNorm
+            switched['LayerNorm'] += 1
     return switched
 
-
-def find_onednn_unsafe_ops(model_json_path):
-    """Names of ops in an exported PIR `model.json` that oneDNN cannot run (see module doc)."""
-    with open(model_json_path) as f:
-        text = f.read()
-    found = set()
-    for op in ONEDNN_UNSAFE_OPS:
-        # Ops are serialised as {"#": "1.<op name>", ...}.
-        if f'"1.{op}"' in text or f'"1.{op}_"' in text:
-            found.add(op)
-    return sorted(found)

@@ -1,0 +1,1 @@
+"""Deployment of exported GCNet detectors with Paddle Inference (see deploy/README.md)."""

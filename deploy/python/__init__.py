@@ -1,0 +1,1 @@
+"""Python deployment: `python deploy/python/infer.py --model_dir DIR --image_file IMG`."""

@@ -1,0 +1,63 @@
+"""Find and check the files of an exported model directory before Paddle sees them.
+
+An export (`tools/export_model.py`) writes `model.json` (PIR program; older Paddle: `model.pdmodel`),
+`model.pdiparams` (weights) and `infer_cfg.yml` (preprocessing, labels). Every problem is reported
+as one DeployError naming the file, instead of a C++ traceback from the predictor.
+"""
+import os
+from dataclasses import dataclass, field
+
+import yaml
+
+from .errors import DeployError
+
+PROGRAM_FILES = ('model.json', 'model.pdmodel')
+
+
+@dataclass
+class ModelFiles:
+    model_dir: str
+    program: str
+    params: str
+    infer_cfg: dict = field(repr=False)
+
+    @property
+    def label_list(self):
+        return list(self.infer_cfg.get('label_list') or [])
+
+    @property
+    def preprocess(self):
+        return self.infer_cfg['Preprocess']
+
+    @property
+    def draw_threshold(self):
+        return float(self.infer_cfg.get('draw_threshold', 0.5))
+
+
+def _non_empty(path, what):
+    if not os.path.isfile(path):
+        raise DeployError(f"{path}: missing ({what})")
+    if os.path.getsize(path) == 0:
+        raise DeployError(f"{path}: file is empty ({what})")
+    return path
+
+
+def load_model_files(model_dir):
+    if not model_dir or not os.path.isdir(model_dir):
+        raise DeployError(f"--model_dir {model_dir!r}: no such directory")
+    programs = [os.path.join(model_dir, n) for n in PROGRAM_FILES
+                if os.path.isfile(os.path.join(model_dir, n))]
+    if not programs:
+        raise DeployError(f"{model_dir}: no exported program ({' or '.join(PROGRAM_FILES)}); "
+                          "export one with tools/export_model.py")
+    program = _non_empty(programs[0], 'exported program')
+    params = _non_empty(os.path.join(model_dir, 'model.pdiparams'), 'exported weights')
+    cfg_path = _non_empty(os.path.join(model_dir, 'infer_cfg.yml'), 'preprocessing and labels')
+    try:
+        with open(cfg_path) as f:
+            infer_cfg = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise DeployError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})")
+    if not isinstance(infer_cfg, dict) or not isinstance(infer_cfg.get('Preprocess'), list):
+        raise DeployError(f"{cfg_path}: no 'Preprocess' list; is it an export's infer_cfg.yml?")
+    return ModelFiles(model_dir, program, params, infer_cfg)
