@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ppdet_gcnet.analysis.context_inputs import InputError, collect_images
+from ppdet_gcnet.analysis.context_inputs import InputError, check_output_dir, collect_images
 
 CONFIG = 'configs/gcnet/shapes/mask_rcnn_r50_vd_fpn_gcb_add_r16_shapes.yml'
 
@@ -49,6 +49,7 @@ def test_cli_errors_are_one_line_naming_the_value(repo_root, tmp_path):
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith('error: weights') and 'missing' in last
+    assert not (tmp_path / 'out').exists()   # a failed run leaves no output folder behind
 
 
 @pytest.mark.parametrize('make, option, message', [
@@ -89,3 +90,10 @@ def test_directory_images_are_sorted_and_absolute(tmp_path):
     (tmp_path / 'readme.txt').write_text('skip me')
     assert collect_images(infer_dir=str(tmp_path)) == [str(tmp_path / 'a.jpg'),
                                                        str(tmp_path / 'b.png')]
+
+
+def test_output_dir_that_is_a_file_is_refused(tmp_path):
+    target = tmp_path / 'taken'
+    target.write_text('a file')
+    with pytest.raises(InputError, match=f"--output_dir: {str(target)!r} exists and is not"):
+        check_output_dir(str(target))

@@ -62,10 +62,11 @@ def collect_images(infer_img=None, infer_dir=None):
 
 
 def check_output_dir(output_dir):
-    """Create `output_dir` if needed; refuse a path that exists and is not a directory."""
+    """Refuse an empty value or a path that exists and is not a directory. Nothing is created
+    here: the folders appear when the first file is written, so a run that fails later on a bad
+    config or weights path leaves no empty output directory behind."""
     if not output_dir:
         raise InputError("--output_dir: an output directory is required")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise InputError(f"--output_dir: {output_dir!r} exists and is not a directory")
-    os.makedirs(output_dir, exist_ok=True)
     return output_dir
