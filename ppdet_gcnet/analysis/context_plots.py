@@ -102,7 +102,7 @@ def summary_sheet(path, title, rows, image_rgb):
     num_cols = max(len(tiles) for _, tiles in rows)
     height, width = image_rgb.shape[:2]
     tile_w = 2.0
-    tile_h = tile_w * height / width + 0.45
+    tile_h = tile_w * height / width + 0.6   # room for a three-line title
     figure = Figure(figsize=(tile_w * num_cols + 0.5, tile_h * num_rows + 0.5))
     axes = figure.subplots(num_rows, num_cols, squeeze=False)
     dimmed = _thumbnail((image_rgb * 0.35 + 255 * 0.65).astype(np.uint8))
@@ -132,8 +132,8 @@ def summary_sheet(path, title, rows, image_rgb):
 def report_chart(path, title, blocks):
     """Bar charts of the per-block numbers of `context_report.block_report` entries."""
     names = [entry['block'] for entry in blocks]
-    panels = [('entropy_ratio', 'attention entropy / uniform', (0, 1.05)),
-              ('top1pct_share', 'mass on top 1 % of positions', (0, None))]
+    panels = [('entropy_ratio', 'attention entropy / uniform', (0, 1.12)),
+              ('top1pct_share', 'mass on top 1 % of positions', (0, 1.12))]
     if any('add_magnitude' in entry for entry in blocks):
         panels.append(('add_magnitude', "add: mean|t| / mean|x'|", (0, None)))
     if any('mul_magnitude' in entry for entry in blocks):

@@ -33,6 +33,13 @@ def _image_folder_name(path, used):
     return name
 
 
+def _fusion_text(entry):
+    """Fusion magnitudes of a report entry as one short line, e.g. 'add 0.031  mul 0.120'."""
+    parts = [f"{kind} {entry[kind + '_magnitude']:.3f}" for kind in ('add', 'mul')
+             if kind + '_magnitude' in entry]
+    return '  '.join(parts)
+
+
 def _write_json(path, data):
     def write(temp):
         with open(temp, 'w') as f:
@@ -60,14 +67,14 @@ def write_image_outputs(records, index, image_path, padded_hw, resized_hw, folde
             rows.append((stage_label, []))
         if record.attention is None:
             uniform_blocks.append(record.short_name)
-            rows[-1][1].append((record.short_name, None))
+            rows[-1][1].append((f"{record.short_name}\n{_fusion_text(entry)}", None))
             continue
         heat = attention_on_image(record.attention[index], valid_fraction, image_hw)
         overlay = heat_overlay(image_rgb, heat, label=record.short_name)
         written.append(write_png_rgb(
             os.path.join(folder, _safe_name(record.short_name) + '.png'), overlay))
-        title = (f"{record.short_name}\nH/Hu={entry['entropy_ratio']:.3f} "
-                 f"top1%={entry['top1pct_share']:.3f}")
+        title = (f"{record.short_name}\nentropy {entry['entropy_ratio']:.2f}  "
+                 f"top1% {entry['top1pct_share']:.2f}\n{_fusion_text(entry)}")
         rows[-1][1].append((title, overlay))
     if uniform_blocks:
         log(f"{os.path.basename(image_path)}: {len(uniform_blocks)} block(s) use avg pooling "
@@ -75,7 +82,8 @@ def write_image_outputs(records, index, image_path, padded_hw, resized_hw, folde
             f"no heat map drawn")
     name = os.path.basename(image_path)
     written.append(summary_sheet(os.path.join(folder, 'summary.png'),
-                                 f"GC attention maps: {name}", rows, image_rgb))
+                                 f"GC attention maps: {name}   (colour: attention / block maximum, "
+                                 f"blue 0 to red max; entropy 1 = uniform)", rows, image_rgb))
     written.append(_write_json(os.path.join(folder, 'report.json'), report))
     written.append(report_chart(os.path.join(folder, 'report.png'),
                                 f"GC blocks: {name}", report['blocks']))
