@@ -15,7 +15,8 @@ from . import (bbox_post_process, mask_targets, proposal_targets, rpn_proposals,
 
 logger = logging.getLogger(__name__)
 
-# Order follows the Mask R-CNN pipeline; every entry has NAME, probe() and apply().
+# Order follows the Mask R-CNN pipeline; every entry has NAME, probe(), apply() and
+# replaced_attributes().
 FIXES = (rpn_proposals, proposal_targets, mask_targets, bbox_post_process, visualizer_text_size)
 
 _applied = []

@@ -102,5 +102,10 @@ def probe():
     return num.numpy().tolist() != [2, 1] or not np.allclose(pred.numpy(), TINY_CASE_EXPECTED)
 
 
+def replaced_attributes():
+    """(owner, attribute name) pairs that `apply()` replaces."""
+    return [(_bbox_post_process_class(), 'get_pred')]
+
+
 def apply():
     return replace(_bbox_post_process_class(), 'get_pred', get_pred, NAME)

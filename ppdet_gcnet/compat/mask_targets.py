@@ -70,7 +70,7 @@ def generate_mask_target(gt_segms, rois, labels_int32, sampled_gt_inds, num_clas
 def _tiny_case():
     """Two images, two sampled RoIs each (one foreground on gt 0, one background)."""
     import paddle
-    square = [np.array([0, 0, 8, 0, 8, 8, 0, 8], 'float64')]
+    square = [[0, 0, 8, 0, 8, 8, 0, 8]]  # polygons arrive as lists, as from the data pipeline
     rois = [paddle.to_tensor(np.array([[0, 0, 8, 8], [20, 20, 30, 30]], 'float32'))
             for _ in range(2)]
     labels = [paddle.to_tensor(np.array([1, 3], 'int32')) for _ in range(2)]
@@ -89,6 +89,11 @@ def probe():
         return True
     counts = mask_rois_num.numpy()
     return counts.shape != (2, ) or [int(r.shape[0]) for r in mask_rois] != counts.tolist()
+
+
+def replaced_attributes():
+    """(owner, attribute name) pairs that `apply()` replaces."""
+    return [(module, 'generate_mask_target') for module in _modules()]
 
 
 def apply():

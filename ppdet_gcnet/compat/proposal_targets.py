@@ -83,6 +83,11 @@ def probe():
     return counts.shape != (2, ) or [int(r.shape[0]) for r in rois] != counts.tolist()
 
 
+def replaced_attributes():
+    """(owner, attribute name) pairs that `apply()` replaces."""
+    return [(module, 'generate_proposal_target') for module in _modules()]
+
+
 def apply():
     target, target_layer = _modules()
     changed = replace(target, 'generate_proposal_target', generate_proposal_target, NAME)

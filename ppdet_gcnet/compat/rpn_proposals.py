@@ -80,5 +80,10 @@ def probe():
     return counts.shape != (2, ) or [int(r.shape[0]) for r in rois] != counts.tolist()
 
 
+def replaced_attributes():
+    """(owner, attribute name) pairs that `apply()` replaces."""
+    return [(_rpn_head_class(), '_gen_proposal')]
+
+
 def apply():
     return replace(_rpn_head_class(), '_gen_proposal', gen_proposal, NAME)

@@ -73,5 +73,10 @@ def probe():
     return False
 
 
+def replaced_attributes():
+    """(owner, attribute name) pairs that `apply()` replaces."""
+    return [(_visualizer_module(), 'draw_bbox')]
+
+
 def apply():
     return replace(_visualizer_module(), 'draw_bbox', draw_bbox, NAME)

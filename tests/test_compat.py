@@ -1,0 +1,190 @@
+"""ppdet_gcnet.compat: each probe sees its defect on PaddleDetection 2.6.0, each fix gives the
+right answer (checked against NumPy or hand-worked figures), and applying twice changes nothing."""
+import numpy as np
+import paddle
+import pytest
+
+import ppdet
+import ppdet_gcnet  # noqa: F401  (applies the fixes)
+from ppdet_gcnet import compat
+from ppdet_gcnet.compat import (bbox_post_process, mask_targets, proposal_targets, rpn_proposals,
+                                visualizer_text_size)
+from ppdet_gcnet.compat._patching import original
+
+PYPI_PPDET = ppdet.version.full_version == '2.6.0'
+FIX_IDS = [fix.NAME for fix in compat.FIXES]
+
+
+def _with_originals(monkeypatch, fix):
+    for owner, name in fix.replaced_attributes():
+        monkeypatch.setattr(owner, name, original(owner, name))
+
+
+@pytest.mark.skipif(not PYPI_PPDET, reason='the defects are those of PaddleDetection 2.6.0')
+def test_every_fix_was_applied_on_import():
+    assert compat.applied_fixes() == tuple(FIX_IDS)
+
+
+@pytest.mark.skipif(not PYPI_PPDET, reason='the defects are those of PaddleDetection 2.6.0')
+@pytest.mark.parametrize('fix', compat.FIXES, ids=FIX_IDS)
+def test_probe_sees_the_defect_in_the_installed_code(fix, monkeypatch):
+    _with_originals(monkeypatch, fix)
+    assert fix.probe() is True
+
+
+@pytest.mark.parametrize('fix', compat.FIXES, ids=FIX_IDS)
+def test_probe_is_quiet_on_correct_code(fix):
+    # The replacement stands in for an upstream PaddleDetection that already behaves.
+    assert fix.probe() is False
+
+
+@pytest.mark.parametrize('fix', compat.FIXES, ids=FIX_IDS)
+def test_apply_twice_is_a_no_op(fix):
+    before = [getattr(owner, name) for owner, name in fix.replaced_attributes()]
+    assert fix.apply() is False
+    assert [getattr(owner, name) for owner, name in fix.replaced_attributes()] == before
+    assert compat.apply_all() == []
+
+
+def test_apply_all_leaves_correct_code_untouched(monkeypatch):
+    # With every defect already repaired, a fresh probe-then-apply pass must do nothing.
+    monkeypatch.setattr(compat, '_applied', [])
+    assert compat.apply_all() == []
+
+
+# --- rpn_proposals -----------------------------------------------------------------------------
+
+def test_rpn_proposals_are_each_images_top_k_over_levels():
+    from ppdet.modeling.proposal_generator.proposal_generator import ProposalGenerator
+    from ppdet.modeling.proposal_generator.rpn_head import RPNHead
+    rng = np.random.RandomState(3)
+    generator = ProposalGenerator(pre_nms_top_n=6, post_nms_top_n=5, nms_thresh=0.99,
+                                  min_size=0.)
+
+    class Head:  # the attributes `_gen_proposal` reads
+        export_onnx, training, test_proposal, train_proposal = False, False, generator, generator
+
+    scores, deltas, anchors = [], [], []
+    for size, stride in ((4, 4), (2, 8)):  # two FPN levels, one anchor per position
+        ys, xs = np.meshgrid(np.arange(size) * stride, np.arange(size) * stride, indexing='ij')
+        level = np.stack([xs, ys, xs + 2 * stride, ys + 2 * stride], -1).reshape(-1, 4)
+        anchors.append(paddle.to_tensor(level.astype('float32')))
+        scores.append(paddle.to_tensor(rng.rand(2, 1, size, size).astype('float32')))
+        deltas.append(paddle.to_tensor(rng.uniform(-.1, .1, (2, 4, size, size)).astype('float32')))
+    im_shape = paddle.to_tensor([[16., 16.], [16., 16.]])
+
+    rois, rois_num = RPNHead._gen_proposal(Head(), scores, deltas, anchors,
+                                           {'im_shape': im_shape})
+
+    assert rois_num.shape == [2] and rois_num.dtype == paddle.int32
+    for i in range(2):
+        # Reference: each level's proposals for image i, merged and cut to the best 5 by score.
+        boxes, probs = [], []
+        for s, d, a in zip(scores, deltas, anchors):
+            b, p, _, _ = generator(s[i:i + 1], d[i:i + 1], a, im_shape[i:i + 1])
+            boxes.append(b.numpy())
+            probs.append(p.numpy().ravel())
+        boxes, probs = np.concatenate(boxes), np.concatenate(probs)
+        expected = boxes[np.argsort(-probs, kind='stable')[:5]]
+        assert int(rois_num[i]) == len(expected) == rois[i].shape[0]
+        np.testing.assert_allclose(rois[i].numpy(), expected, rtol=1e-6)
+
+
+# --- proposal_targets --------------------------------------------------------------------------
+
+def _iou(a, b):
+    x1, y1 = np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1])
+    x2, y2 = np.minimum(a[:, None, 2], b[None, :, 2]), np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda r: (r[:, 2] - r[:, 0]) * (r[:, 3] - r[:, 1])  # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def test_proposal_targets_label_every_roi_by_iou():
+    from ppdet.modeling.proposal_generator import target_layer
+    num_classes = 3
+    images = [  # (proposals, gt boxes, gt classes): counts differ per image
+        (np.array([[0, 0, 10, 10], [30, 30, 40, 40], [1, 0, 10, 10]], 'float32'),
+         np.array([[0, 0, 10, 10], [30, 30, 42, 40]], 'float32'), np.array([[2], [0]], 'int32')),
+        (np.array([[5, 5, 15, 15], [50, 50, 60, 60]], 'float32'),
+         np.array([[5, 5, 14, 15]], 'float32'), np.array([[1]], 'int32')),
+    ]
+    rois, labels, gt_boxes, gt_inds, rois_num = target_layer.generate_proposal_target(
+        [paddle.to_tensor(p) for p, _, _ in images], [paddle.to_tensor(c) for _, _, c in images],
+        [paddle.to_tensor(g) for _, g, _ in images], batch_size_per_im=16, fg_fraction=0.5,
+        fg_thresh=0.5, bg_thresh=0.5, num_classes=num_classes, use_random=False)
+
+    assert rois_num.shape == [2] and rois_num.dtype == paddle.int32
+    assert rois_num.numpy().tolist() == [5, 3]  # every proposal plus every gt box is sampled
+    for i, (proposals, gt, classes) in enumerate(images):
+        candidates = np.concatenate([proposals, gt])
+        iou = _iou(candidates, gt)
+        best = iou.argmax(1)
+        want_labels = np.where(iou.max(1) >= 0.5, classes[best, 0], num_classes)
+        want = sorted(zip(map(tuple, candidates), want_labels, map(tuple, gt[best])))
+        got = sorted(zip(map(tuple, rois[i].numpy()), labels[i].numpy(),
+                         map(tuple, gt_boxes[i].numpy())))
+        assert [(r, int(l)) for r, l, _ in got] == [(r, int(l)) for r, l, _ in want]
+        fg = [(g_got, g_want) for (_, l, g_got), (_, _, g_want) in zip(got, want)
+              if l != num_classes]
+        assert fg and all(a == b for a, b in fg)
+        np.testing.assert_array_equal(gt[gt_inds[i].numpy()], gt_boxes[i].numpy())
+
+
+# --- mask_targets ------------------------------------------------------------------------------
+
+def test_mask_targets_rasterise_each_foreground_rois_polygon():
+    from ppdet.modeling.proposal_generator import target_layer
+    # Polygons as the data pipeline hands them over: lists of coordinate lists.
+    left_half = [[0, 0, 4, 0, 4, 8, 0, 8]]      # of box [0, 0, 8, 8]
+    top_left = [[1, 1, 5, 1, 5, 5, 1, 5]]       # of box [1, 1, 9, 9]
+    rois = [np.array([[0, 0, 8, 8], [20, 20, 30, 30]], 'float32'),
+            np.array([[1, 1, 9, 9], [0, 0, 8, 8]], 'float32'),
+            np.array([[2, 2, 6, 6], [20, 20, 30, 30]], 'float32')]
+    labels = [np.array([1, 3], 'int32'), np.array([2, 0], 'int32'), np.array([3, 3], 'int32')]
+    gt_inds = [np.array([0, 0], 'int64'), np.array([1, 0], 'int64'), np.array([0, 0], 'int64')]
+    outs = target_layer.generate_mask_target(
+        [[left_half], [left_half, top_left], [left_half]], [paddle.to_tensor(r) for r in rois],
+        [paddle.to_tensor(l) for l in labels], [paddle.to_tensor(g) for g in gt_inds],
+        num_classes=3, resolution=4)
+    mask_rois, mask_rois_num, classes, masks, index, weights = outs
+
+    assert mask_rois_num.shape == [3] and mask_rois_num.dtype == paddle.int32
+    # image 3 has no foreground: one placeholder RoI that carries zero weight
+    assert mask_rois_num.numpy().tolist() == [1, 2, 1]
+    np.testing.assert_array_equal(mask_rois[1].numpy(), rois[1])
+    assert classes.numpy().tolist() == [1, 2, 0, 0]
+    assert weights.numpy().tolist() == [1, 1, 1, 0]
+    assert index.numpy().ravel().tolist() == [0, 0, 1, 1]
+    half = np.zeros((4, 4), 'int32')
+    half[:, :2] = 1
+    quarter = np.zeros((4, 4), 'int32')
+    quarter[:2, :2] = 1
+    for got, want in zip(masks.numpy()[:3], [half, quarter, half]):
+        np.testing.assert_array_equal(got, want)
+
+
+# --- bbox_post_process -------------------------------------------------------------------------
+
+def test_get_pred_rescales_clips_and_fills_empty_images():
+    from ppdet.modeling.post_process import BBoxPostProcess
+    post = BBoxPostProcess(num_classes=3)
+    _, pred, num = post.get_pred(**bbox_post_process._tiny_case())
+    assert num.numpy().tolist() == [2, 1]
+    np.testing.assert_allclose(pred.numpy(), bbox_post_process.TINY_CASE_EXPECTED)
+    np.testing.assert_array_equal(post.get_origin_shape().numpy(), [[8, 8], [8, 8], [8, 8]])
+
+
+# --- visualizer_text_size ----------------------------------------------------------------------
+
+def test_draw_bbox_draws_box_and_label():
+    from PIL import Image
+    from ppdet.utils import visualizer
+    image = Image.new('RGB', (64, 64))
+    dets = [{'image_id': 7, 'category_id': 1, 'bbox': [10, 30, 20, 20], 'score': 0.9},
+            {'image_id': 7, 'category_id': 1, 'bbox': [40, 40, 10, 10], 'score': 0.1},
+            {'image_id': 8, 'category_id': 1, 'bbox': [40, 40, 10, 10], 'score': 0.9}]
+    drawn = np.asarray(visualizer.draw_bbox(image, 7, {1: 'circle'}, dets, 0.5)).sum(-1) > 0
+    assert drawn[30:51, 10].all() and drawn[50, 10:31].all()  # box edges
+    assert drawn[25, 12]                                        # label background above it
+    assert not drawn[42:50, 42:50].any() and not drawn[39:52, 39].any()  # filtered boxes
