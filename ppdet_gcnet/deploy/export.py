@@ -1,0 +1,74 @@
+"""Export a ppdet detector for Paddle Inference the way deploy/ expects it, oneDNN-safe.
+
+Writes `<output_dir>/model.json`, `model.pdiparams` and `infer_cfg.yml` (PaddleDetection's own
+`_dump_infer_config`), after `make_onednn_safe`. Used by the deploy tests and deploy/benchmark.py;
+the project's `tools/export_model.py` is the user-facing exporter and should apply
+`make_onednn_safe` the same way.
+"""
+import contextlib
+import os
+
+import paddle
+from paddle.static import InputSpec
+
+from .onednn_safe import make_onednn_safe
+
+INPUT_SPEC = [{
+    'image': InputSpec([None, 3, None, None], 'float32', 'image'),
+    'im_shape': InputSpec([None, 2], 'float32', 'im_shape'),
+    'scale_factor': InputSpec([None, 2], 'float32', 'scale_factor'),
+}]
+
+
+@contextlib.contextmanager
+def pir_multiclass_nms():
+    """ppdet 2.6's `ops.multiclass_nms` builds its op with the legacy `LayerHelper.append_op`,
+    which PIR tracing rejects; during export, route it to the `multiclass_nms3` kernel call that
+    works in both modes. (Stand-in until ppdet_gcnet.compat covers it; a no-op once it does.)"""
+    from ppdet.modeling import ops
+    original = ops.multiclass_nms
+
+    def multiclass_nms(bboxes, scores, score_threshold, nms_top_k, keep_top_k,
+                       nms_threshold=0.3, normalized=True, nms_eta=1., background_label=-1,
+                       return_index=False, return_rois_num=True, rois_num=None, name=None):
+        output, index, nms_rois_num = paddle._C_ops.multiclass_nms3(
+            bboxes, scores, rois_num, score_threshold, nms_top_k, keep_top_k, nms_threshold,
+            normalized, nms_eta, background_label)
+        return output, (nms_rois_num if return_rois_num else None), \
+            (index if return_index else None)
+
+    ops.multiclass_nms = multiclass_nms
+    try:
+        yield
+    finally:
+        ops.multiclass_nms = original
+
+
+def force_detections(model, count):
+    """Make the NMS keep exactly `count` boxes per image (score threshold 0), so a benchmark's
+    workload does not depend on how confident the weights are."""
+    nms = model.bbox_post_process.nms
+    nms.score_threshold = 0.0
+    nms.keep_top_k = int(count)
+    return model
+
+
+def export_for_deploy(cfg, model, output_dir, label_list=None):
+    """Trace `model` (eval mode, oneDNN-safe) and write the three export files to `output_dir`."""
+    from ppdet.engine.export_utils import _dump_infer_config
+    os.makedirs(output_dir, exist_ok=True)
+    model.eval()
+    make_onednn_safe(model)
+    with pir_multiclass_nms():
+        static = paddle.jit.to_static(model, input_spec=INPUT_SPEC, full_graph=True)
+        paddle.jit.save(static, os.path.join(output_dir, 'model'))
+    cfg_path = os.path.join(output_dir, 'infer_cfg.yml')
+    _dump_infer_config(cfg, cfg_path, [-1, 3, -1, -1], model)
+    if label_list is not None:
+        import yaml
+        with open(cfg_path) as f:
+            infer_cfg = yaml.safe_load(f)
+        infer_cfg['label_list'] = list(label_list)
+        with open(cfg_path, 'w') as f:
+            yaml.safe_dump(infer_cfg, f, sort_keys=False)
+    return output_dir
