@@ -117,3 +117,13 @@ def test_metric_edges():
     assert top_share(one_hot) == 1.0
     assert top_share(uniform) == pytest.approx(1 / 64)     # 1 % of 64 rounds up to one position
     assert top_share(np.full((20, 10), 1 / 200)) == pytest.approx(2 / 200)  # 2 positions
+
+
+def test_add_term_on_all_zero_features_is_null_in_the_report():
+    block = _block('att', ['channel_add'])
+    holder = paddle.nn.Sequential(block)
+    with ContextCapture(holder) as capture, paddle.no_grad():
+        holder(paddle.zeros([1, 4, 10, 10]))
+    report = block_report(capture.records[0])
+    assert report['add_magnitude'] is None
+    assert report['entropy_ratio'] == pytest.approx(1.0)   # equal logits: uniform map

@@ -143,7 +143,8 @@ def report_chart(path, title, blocks):
     positions = np.arange(len(names))
     uniform = [entry['pooling_type'] == 'avg' for entry in blocks]
     for ax, (key, label, limits) in zip(axes, panels):
-        values = [entry.get(key, math.nan) for entry in blocks]
+        values = [entry.get(key) for entry in blocks]
+        values = [math.nan if v is None else v for v in values]   # absent or undefined
         finite = [v if math.isfinite(v) else 0.0 for v in values]
         colors = ['#bbbbbb' if flat and key in ('entropy_ratio', 'top1pct_share')
                   else '#3b75af' for flat in uniform]

@@ -76,8 +76,9 @@ def block_report(record, index=0):
         entry['top1pct_share'] = top_share(record.attention[index])
     entry['input_abs_mean'] = float(record.input_abs_mean[index])
     if record.add_term is not None:
-        entry['add_magnitude'] = add_magnitude(record.add_term[index],
-                                               record.add_base_abs_mean[index])
+        ratio = add_magnitude(record.add_term[index], record.add_base_abs_mean[index])
+        # JSON has no infinity: all-zero features under a non-zero term are reported as null.
+        entry['add_magnitude'] = ratio if math.isfinite(ratio) else None
     if record.mul_term is not None:
         entry['mul_magnitude'] = mul_magnitude(record.mul_term[index])
     return entry
