@@ -96,7 +96,8 @@ def visualize(model, loader, imid2path, output_dir, log=print):
     Only the backbone runs (`model.backbone` if the model has one): GC blocks live there, and
     their maps do not depend on the detector's heads.
     """
-    forward = getattr(model, 'backbone', None) or model
+    backbone = getattr(model, 'backbone', None)
+    forward = model if backbone is None else backbone
     model.eval()
     outputs, used_names = {}, set()
     with ContextCapture(model) as capture, paddle.no_grad():
