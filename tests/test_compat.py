@@ -188,3 +188,43 @@ def test_draw_bbox_draws_box_and_label():
     assert drawn[30:51, 10].all() and drawn[50, 10:31].all()  # box edges
     assert drawn[25, 12]                                        # label background above it
     assert not drawn[42:50, 42:50].any() and not drawn[39:52, 39].any()  # filtered boxes
+
+
+# --- export_full_graph -------------------------------------------------------------------------
+
+def test_export_tracing_defaults_to_full_graph_only_inside_the_trainer_call():
+    import paddle
+    from ppdet_gcnet.compat.export_full_graph import full_graph_by_default
+    layer = paddle.nn.Linear(2, 2)
+    spec = [paddle.static.InputSpec([None, 2], 'float32')]
+    with full_graph_by_default():
+        static = paddle.jit.to_static(layer, input_spec=spec)
+        assert static.forward.main_program is not None  # raises for a partial-graph function
+    with pytest.raises(RuntimeError):  # Paddle's own default is back outside
+        paddle.jit.to_static(paddle.nn.Linear(2, 2), input_spec=spec).forward.main_program
+
+
+# --- multiclass_nms_pir ------------------------------------------------------------------------
+
+def test_multiclass_nms_in_a_pir_program_matches_dygraph_and_hand_worked_result():
+    from ppdet.modeling import ops
+    from ppdet_gcnet.compat import multiclass_nms_pir
+    boxes, scores = multiclass_nms_pir.tiny_inputs()
+    # Class 0 keeps box 0 (box 1 overlaps it, box 2 is under the threshold); class 1 keeps
+    # box 2 and box 1, which suppresses box 0. Sorted by score over both classes.
+    want = np.array([[0, .9, 0, 0, 10, 10], [1, .7, 20, 20, 30, 30], [1, .3, 1, 1, 10, 10]],
+                    'float32')
+    eager = ops.multiclass_nms(paddle.to_tensor(boxes), paddle.to_tensor(scores),
+                               **multiclass_nms_pir.tiny_kwargs())
+    paddle.enable_static()
+    try:
+        main, startup = paddle.static.Program(), paddle.static.Program()
+        fetch = multiclass_nms_pir.build_static_nms(main, startup)
+        static = paddle.static.Executor(paddle.CPUPlace()).run(
+            main, feed={'boxes': boxes, 'scores': scores}, fetch_list=list(fetch))
+    finally:
+        paddle.disable_static()
+    np.testing.assert_allclose(eager[0].numpy(), want, rtol=1e-6)
+    for got, expected in zip(static, eager):
+        np.testing.assert_array_equal(got, expected.numpy())
+    assert static[1].tolist() == [3] and static[2].ravel().tolist() == [0, 2, 1]

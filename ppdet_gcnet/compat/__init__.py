@@ -10,14 +10,15 @@ fix whose probe fires, so a PaddleDetection that already behaves is left untouch
 """
 import logging
 
-from . import (bbox_post_process, mask_targets, proposal_targets, rpn_proposals,
-               visualizer_text_size)
+from . import (bbox_post_process, export_full_graph, mask_targets, multiclass_nms_pir,
+               proposal_targets, rpn_proposals, visualizer_text_size)
 
 logger = logging.getLogger(__name__)
 
 # Order follows the Mask R-CNN pipeline; every entry has NAME, probe(), apply() and
 # replaced_attributes().
-FIXES = (rpn_proposals, proposal_targets, mask_targets, bbox_post_process, visualizer_text_size)
+FIXES = (rpn_proposals, proposal_targets, mask_targets, bbox_post_process, visualizer_text_size,
+         export_full_graph, multiclass_nms_pir)
 
 _applied = []
 
