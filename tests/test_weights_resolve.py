@@ -155,3 +155,30 @@ def test_legacy_archive_is_downloaded_converted_cached_and_loads_in_ppdet(manife
             array = array[1:]
         np.testing.assert_array_equal(got, array, err_msg=name)
     assert float(paddle.abs(state['neck.fpn_res2_sum.weight']).sum()) == 0.0
+
+
+def test_ppdet_scheme_and_names_map_to_the_real_manifest(monkeypatch):
+    fetched = []
+    monkeypatch.setattr(resolve, 'fetch_entry', lambda entry: fetched.append(entry.name) or 'x')
+    resolve_weights('ppdet://models/pretrained/ResNet50_vd_pretrained.pdparams')
+    resolve_weights('https://paddlemodels.bj.bcebos.com/object_detection/'
+                    'mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x.tar')
+    resolve_weights('mask_rcnn_r50_vd_fpn_gcb_add_r16_2x')      # the legacy name is an alias
+    assert fetched == ['ResNet50_vd_pretrained', 'mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x_coco',
+                       'mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco']
+
+
+def test_download_tool_needs_a_pin_for_urls_outside_the_manifest(base_url, tmp_path):
+    import hashlib
+    import subprocess
+    import sys
+    FILES['/extra.bin'] = b'payload'
+    tool = os.path.join(ROOT, 'tools', 'download_weights.py')
+    run = lambda *a: subprocess.run([sys.executable, tool, *a, '--cache-dir', str(tmp_path)],
+                                    capture_output=True, text=True, timeout=120)
+    refused = run(f'{base_url}/extra.bin')
+    assert refused.returncode == 2 and 'pin it with --sha256' in refused.stderr
+    ok = run(f'{base_url}/extra.bin', '--sha256', hashlib.sha256(b'payload').hexdigest())
+    assert ok.returncode == 0, ok.stderr
+    path = ok.stdout.strip().splitlines()[-1]
+    assert path == str(tmp_path / 'urls' / 'extra.bin') and open(path, 'rb').read() == b'payload'
