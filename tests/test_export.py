@@ -1,0 +1,128 @@
+"""tools/export_model.py: a tiny GC Mask R-CNN exported through ppdet's Trainer loads in Paddle
+Inference and gives the dygraph model's boxes, scores and masks on the same image."""
+import importlib.util
+import os
+import sys
+
+import cv2
+import numpy as np
+import paddle
+import pytest
+import yaml
+
+import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
+
+SHAPES_CONFIG = 'configs/gcnet/shapes/mask_rcnn_r50_vd_fpn_gcb_add_r16_shapes.yml'
+SIZE = 128
+
+
+def load_tool(repo_root, name):
+    tools = os.path.join(repo_root, 'tools')
+    if tools not in sys.path:  # tools import their sibling `_path`
+        sys.path.insert(0, tools)
+    spec = importlib.util.spec_from_file_location(
+        f'tool_{name}', os.path.join(repo_root, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_tiny_config(repo_root, dataset_root, directory):
+    """The shapes config at depth 18 and 128x128, as a config file of its own (its file name
+    names the export directory)."""
+    test_transforms = [
+        {'Decode': {}},
+        {'Resize': {'target_size': [SIZE, SIZE], 'interp': 2, 'keep_ratio': True}},
+        {'NormalizeImage': {'is_scale': True, 'mean': [0.485, 0.456, 0.406],
+                            'std': [0.229, 0.224, 0.225]}},
+        {'Permute': {}}]
+    text = yaml.safe_dump({
+        '_BASE_': [os.path.join(repo_root, SHAPES_CONFIG)],
+        'GCResNet': {'depth': 18},
+        'RPNHead': {'test_proposal': {'pre_nms_top_n': 200, 'post_nms_top_n': 64}},
+        'TestReader': {'sample_transforms': test_transforms},
+    }) + (f"TestDataset:\n  !ImageFolder\n    anno_path: annotations/instances_val.json\n"
+          f"    dataset_dir: {dataset_root}\n")
+    path = os.path.join(directory, 'tiny_gc.yml')
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def model_inputs(image_path):
+    """The image as the exported preprocessing makes it: RGB, 128x128, normalised, CHW."""
+    image = cv2.cvtColor(cv2.imread(image_path), cv2.COLOR_BGR2RGB).astype('float32') / 255.
+    assert image.shape[:2] == (SIZE, SIZE)
+    image = (image - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    return {'image': image.transpose(2, 0, 1)[None].astype('float32'),
+            'im_shape': np.array([[SIZE, SIZE]], 'float32'),
+            'scale_factor': np.array([[1., 1.]], 'float32')}
+
+
+def run_inference(model_dir, inputs):
+    from paddle import inference
+    model_file = os.path.join(model_dir, 'model.json')
+    if not os.path.isfile(model_file):
+        model_file = os.path.join(model_dir, 'model.pdmodel')
+    config = inference.Config(model_file, os.path.join(model_dir, 'model.pdiparams'))
+    config.disable_gpu()
+    config.disable_mkldnn()  # plain kernels: oneDNN fails on this PIR program in Paddle 3.3.1
+    config.disable_glog_info()
+    predictor = inference.create_predictor(config)
+    for name in predictor.get_input_names():
+        predictor.get_input_handle(name).copy_from_cpu(inputs[name])
+    predictor.run()
+    return [predictor.get_output_handle(name).copy_to_cpu()
+            for name in predictor.get_output_names()]
+
+
+@pytest.fixture(scope='module')
+def exported(repo_root, shapes_dataset, tmp_path_factory):
+    """Random weights saved to a file, exported with the tool; plus the dygraph outputs."""
+    from paddle.utils import unique_name
+    from ppdet.core.workspace import load_config
+    from ppdet.engine import Trainer
+    work = tmp_path_factory.mktemp('export')
+    config = write_tiny_config(repo_root, shapes_dataset, str(work))
+    paddle.seed(7)
+    with unique_name.guard():
+        model = Trainer(load_config(config), mode='test').model
+    weights = str(work / 'random_init')
+    paddle.save(model.state_dict(), weights + '.pdparams')
+
+    image = sorted((p for p in os.listdir(os.path.join(shapes_dataset, 'val'))))[0]
+    inputs = model_inputs(os.path.join(shapes_dataset, 'val', image))
+    model.eval()
+    with paddle.no_grad():
+        eager = model({k: paddle.to_tensor(v) for k, v in inputs.items()})
+    eager = {k: v.numpy() for k, v in eager.items()}
+
+    tool = load_tool(repo_root, 'export_model')
+    model_dir = tool.main(['-c', config, '-o', f'weights={weights}',
+                           '--output_dir', str(work / 'inference')])
+    return model_dir, inputs, eager
+
+
+def test_export_writes_the_deploy_layout(exported):
+    model_dir, _, _ = exported
+    assert os.path.basename(model_dir) == 'tiny_gc'
+    files = set(os.listdir(model_dir))
+    assert 'model.pdiparams' in files and files & {'model.json', 'model.pdmodel'}
+    with open(os.path.join(model_dir, 'infer_cfg.yml')) as f:
+        infer_cfg = yaml.safe_load(f)
+    assert infer_cfg['arch'] == 'RCNN' and infer_cfg['mask'] is True
+    assert infer_cfg['label_list'] == ['circle', 'square', 'triangle']
+    assert [step['type'] for step in infer_cfg['Preprocess']] == [
+        'Resize', 'NormalizeImage', 'Permute', 'PadStride']
+
+
+def test_paddle_inference_matches_dygraph(exported):
+    model_dir, inputs, eager = exported
+    boxes, counts, masks = run_inference(model_dir, inputs)
+    assert counts.tolist() == eager['bbox_num'].tolist()
+    assert boxes.shape[0] > 1  # random weights still give detections above the threshold
+    np.testing.assert_array_equal(boxes[:, 0], eager['bbox'][:, 0])  # classes
+    np.testing.assert_allclose(boxes[:, 1], eager['bbox'][:, 1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(boxes[:, 2:], eager['bbox'][:, 2:], rtol=1e-5, atol=1e-4)
+    assert masks.shape == eager['mask'].shape and masks.any()
+    assert (masks != eager['mask']).mean() < 1e-4  # binarised at 0.5: allow a stray edge pixel

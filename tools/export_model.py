@@ -1,0 +1,49 @@
+"""Export a trained detector as a Paddle Inference model, e.g.
+
+    python tools/export_model.py -c configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml \
+        -o weights=output/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco/model_final \
+        --output_dir output_inference
+
+writes PaddleDetection's deploy layout in <output_dir>/<config name>/: the static program
+(`model.json` under Paddle 3's PIR, `model.pdmodel` with FLAGS_enable_pir_api=0), its
+parameters (`model.pdiparams`) and `infer_cfg.yml` (preprocessing, labels, architecture) for
+deploy/python/infer.py. Built on ppdet's `Trainer.export`; the fixes it needs on Paddle 3 are
+applied by `ppdet_gcnet.compat` when the config is loaded.
+"""
+import os
+
+import _path  # noqa: F401
+
+from ppdet_gcnet.cli import (build_parser, load_tool_config, parse_args, require_weights,
+                             resolve_config_weights, run_tool)
+
+
+def make_parser():
+    parser = build_parser(__doc__)
+    parser.add_argument("--output_dir", default="output_inference",
+                        help="the model goes to <output_dir>/<config file name>/")
+    return parser
+
+
+def export_dir(cfg, output_dir):
+    """Where `Trainer.export` writes: <output_dir>/<config file name without extension>."""
+    return os.path.join(output_dir, os.path.splitext(os.path.basename(cfg.filename))[0])
+
+
+def main(argv=None):
+    args = parse_args(make_parser(), argv)
+    cfg = load_tool_config(args, exclude_args=('config', 'opt', 'slim_config', 'output_dir'))
+    resolve_config_weights(cfg, keys=('weights', ))
+    require_weights(cfg)
+    if cfg.get('norm_type') == 'sync_bn':  # inference has no cross-device batch norm
+        cfg['norm_type'] = 'bn'
+
+    from ppdet.engine import Trainer
+    trainer = Trainer(cfg, mode='test')
+    trainer.load_weights(cfg.weights)
+    trainer.export(args.output_dir)
+    return export_dir(cfg, args.output_dir)
+
+
+if __name__ == '__main__':
+    run_tool(main)
