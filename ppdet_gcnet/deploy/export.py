@@ -3,9 +3,8 @@
 Writes `<output_dir>/model.json`, `model.pdiparams` and `infer_cfg.yml` (PaddleDetection's own
 `_dump_infer_config`), after `make_onednn_safe`. Used by the deploy tests and deploy/benchmark.py;
 the project's `tools/export_model.py` is the user-facing exporter and should apply
-`make_onednn_safe` the same way.
+`make_onednn_safe` to the model the same way before tracing.
 """
-import contextlib
 import os
 
 import paddle
@@ -18,30 +17,6 @@ INPUT_SPEC = [{
     'im_shape': InputSpec([None, 2], 'float32', 'im_shape'),
     'scale_factor': InputSpec([None, 2], 'float32', 'scale_factor'),
 }]
-
-
-@contextlib.contextmanager
-def pir_multiclass_nms():
-    """ppdet 2.6's `ops.multiclass_nms` builds its op with the legacy `LayerHelper.append_op`,
-    which PIR tracing rejects; during export, route it to the `multiclass_nms3` kernel call that
-    works in both modes. (Stand-in until ppdet_gcnet.compat covers it; a no-op once it does.)"""
-    from ppdet.modeling import ops
-    original = ops.multiclass_nms
-
-    def multiclass_nms(bboxes, scores, score_threshold, nms_top_k, keep_top_k,
-                       nms_threshold=0.3, normalized=True, nms_eta=1., background_label=-1,
-                       return_index=False, return_rois_num=True, rois_num=None, name=None):
-        output, index, nms_rois_num = paddle._C_ops.multiclass_nms3(
-            bboxes, scores, rois_num, score_threshold, nms_top_k, keep_top_k, nms_threshold,
-            normalized, nms_eta, background_label)
-        return output, (nms_rois_num if return_rois_num else None), \
-            (index if return_index else None)
-
-    ops.multiclass_nms = multiclass_nms
-    try:
-        yield
-    finally:
-        ops.multiclass_nms = original
 
 
 def force_detections(model, count):
@@ -59,9 +34,10 @@ def export_for_deploy(cfg, model, output_dir, label_list=None):
     os.makedirs(output_dir, exist_ok=True)
     model.eval()
     make_onednn_safe(model)
-    with pir_multiclass_nms():
-        static = paddle.jit.to_static(model, input_spec=INPUT_SPEC, full_graph=True)
-        paddle.jit.save(static, os.path.join(output_dir, 'model'))
+    # ppdet_gcnet.compat (imported with ppdet_gcnet) makes ppdet 2.6's NMS traceable under PIR.
+    import ppdet_gcnet  # noqa: F401
+    static = paddle.jit.to_static(model, input_spec=INPUT_SPEC, full_graph=True)
+    paddle.jit.save(static, os.path.join(output_dir, 'model'))
     cfg_path = os.path.join(output_dir, 'infer_cfg.yml')
     _dump_infer_config(cfg, cfg_path, [-1, 3, -1, -1], model)
     if label_list is not None:
