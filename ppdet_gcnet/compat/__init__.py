@@ -25,9 +25,16 @@ _applied = []
 
 def apply_all():
     """Probe every fix and apply those whose defect is present; returns the names applied now."""
+    from paddle.utils import unique_name
     applied_now = []
     for fix in FIXES:
-        if fix.NAME in _applied or not fix.probe():
+        if fix.NAME in _applied:
+            continue
+        # Probes build tiny layers and programs; their names must not shift the names (and so
+        # the checkpoint keys of optimizer state) of the models built after this import.
+        with unique_name.guard():
+            present = fix.probe()
+        if not present:
             continue
         fix.apply()
         _applied.append(fix.NAME)
