@@ -82,6 +82,17 @@ def test_every_model_parameter_has_a_rule_with_matching_shape(model_and_targets)
     assert report.optimizer_state == ['res2a_branch2a_weights_velocity_0']
 
 
+def test_mul_row_config_is_fully_mapped():
+    """The GC mul row, through the child-process model description."""
+    config = os.path.join(ROOT, 'configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x_coco.yml')
+    targets, arch = model_targets(config)
+    rules = mask_rcnn_rules(arch)
+    assert arch.gc_fusion_types == ('channel_mul',) and arch.gc_stages == (3, 4, 5)
+    assert len(targets) == 421 and set(rules) == set(targets)
+    assert rules['backbone.res5.res5c.gc_block.channel_mul_conv.1.bias'].legacy_name == \
+        'gcb_res5_b2_mul_ln_bias'
+
+
 def test_names_follow_the_legacy_code():
     rules = mask_rcnn_rules(LegacyArch(gc_fusion_types=('channel_add', 'channel_mul')))
     expect = {

@@ -73,6 +73,9 @@ def test_local_paths_pass_through(tmp_path):
     (tmp_path / 'm.pdparams').write_bytes(b'')
     assert resolve_weights(str(tmp_path / 'm')) == str(tmp_path / 'm')
     assert resolve_weights('~/w.pdparams') == os.path.expanduser('~/w.pdparams')
+    (tmp_path / 'legacy.tar').write_bytes(b'')
+    with pytest.raises(WeightsError, match='a local archive; convert it first'):
+        resolve_weights(str(tmp_path / 'legacy.tar'))
 
 
 def test_unknown_url_is_refused_in_one_line():
@@ -137,9 +140,17 @@ def _legacy_tar_gz():
 def test_legacy_archive_is_downloaded_converted_cached_and_loads_in_ppdet(manifest, tmp_path):
     import paddle
     from ppdet.utils.checkpoint import load_weight
+    from ppdet.core.workspace import global_config
     body, known, model = _legacy_tar_gz()
     entry = manifest('legacy_gc.tar', LEGACY_STATIC, body, config=CONFIG_REL)
-    path = resolve_weights(entry.url)
+    before = global_config.get('weights')
+    global_config['weights'] = 'set-by-the-running-tool'
+    try:
+        path = resolve_weights(entry.url)
+        # conversion built its model elsewhere: the tool's global config is untouched
+        assert global_config['weights'] == 'set-by-the-running-tool'
+    finally:
+        global_config['weights'] = before
     assert path == str(tmp_path / 'cache' / 'legacy_gc' / 'legacy_gc.pdparams')
     assert resolve_weights(entry.name) == path and REQUESTS == ['/legacy_gc.tar']
     leftovers = sorted(os.listdir(tmp_path / 'cache' / 'legacy_gc'))

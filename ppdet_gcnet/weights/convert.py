@@ -167,18 +167,14 @@ def arch_from_config(cfg):
 
 
 def model_targets(config_path):
-    """Build the config's model once; return (targets name -> (shape, dtype), LegacyArch)."""
-    import ppdet_gcnet  # noqa: F401  (registers GCResNet)
-    from ppdet.core.workspace import create, load_config
-    if not os.path.isfile(config_path):
-        raise ConversionError(f"{config_path}: no such config")
-    cfg = load_config(config_path)
-    model = create(cfg['architecture'])
-    targets = {}
-    for name, tensor in model.state_dict().items():
-        dtype = str(tensor.dtype).replace('paddle.', '')
-        targets[name] = (tuple(tensor.shape), np.dtype(dtype))
-    return targets, arch_from_config(cfg)
+    """(targets name -> (shape, dtype), LegacyArch) of the config's model, built in a child
+    process so the caller's global ppdet config stays as it is."""
+    from .model_params import describe_model
+    described = describe_model(config_path)
+    targets = {name: (tuple(shape), np.dtype(dtype))
+               for name, (shape, dtype) in described['params'].items()}
+    arch = {k: tuple(v) if isinstance(v, list) else v for k, v in described['arch'].items()}
+    return targets, LegacyArch(**arch)
 
 
 def save_pdparams(state, out_path):

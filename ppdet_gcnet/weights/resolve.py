@@ -11,6 +11,7 @@ DEFAULT_CACHE = os.path.join('~', '.cache', 'ppdet_gcnet', 'weights')
 # ppdet's own shorthand for its bucket (ppdet.utils.download).
 _PPDET_SCHEME = ('ppdet://', 'https://paddledet.bj.bcebos.com/')
 _URL_PREFIXES = ('http://', 'https://', 'ppdet://')
+_ARCHIVE_SUFFIXES = ('.tar', '.tar.gz', '.tgz', '.zip')
 REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
 
@@ -89,6 +90,10 @@ def resolve_weights(value):
     local = os.path.expanduser(text)
     if not text.startswith(_URL_PREFIXES) and (
             os.path.exists(local) or os.path.exists(local + '.pdparams')):
+        if os.path.isfile(local) and local.endswith(_ARCHIVE_SUFFIXES):
+            raise WeightsError(
+                f"weights {text}: a local archive; convert it first: python "
+                f"tools/convert_legacy_weights.py {text} -c <config> -o <out>.pdparams")
         return local
     lookup = text.replace(*_PPDET_SCHEME) if text.startswith('ppdet://') else text
     entry = find_entry(lookup)
