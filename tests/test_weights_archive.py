@@ -92,3 +92,15 @@ def test_not_an_archive(tmp_path):
     path.write_bytes(b'hello, not a tar')
     with pytest.raises(UnsafeArchiveError, match='not a tar or zip'):
         safe_extract(path, tmp_path / 'out')
+
+
+def test_size_bound_and_damaged_archives(tmp_path):
+    archive = _tar(tmp_path / 'big.tar', [_file('model/a', b'x' * 1000)])
+    with pytest.raises(UnsafeArchiveError, match='would unpack to 1000 bytes'):
+        safe_extract(archive, tmp_path / 'out', max_total_bytes=999)
+    assert not (tmp_path / 'out').exists()
+    data = (tmp_path / 'big.tar').read_bytes()
+    (tmp_path / 'cut.tar').write_bytes(data[:700])       # header fine, member data cut
+    with pytest.raises(UnsafeArchiveError):
+        safe_extract(tmp_path / 'cut.tar', tmp_path / 'out2')
+    assert not (tmp_path / 'out2').exists()

@@ -13,6 +13,8 @@ import tempfile
 import zipfile
 
 _COPY_CHUNK = 1 << 20
+# The seed's archives unpack to ~180 MB; a bound stops a decompression bomb filling the disk.
+DEFAULT_MAX_TOTAL_BYTES = 16 << 30
 
 
 class UnsafeArchiveError(ValueError):
@@ -80,10 +82,18 @@ def _write_member(source, path):
         shutil.copyfileobj(source, out, _COPY_CHUNK)
 
 
-def _extract_into(archive, root):
+def _check_total(archive, sizes, limit):
+    total = sum(sizes)
+    if total > limit:
+        raise UnsafeArchiveError(f"{archive}: would unpack to {total} bytes, more than the "
+                                 f"allowed {limit}")
+
+
+def _extract_into(archive, root, limit):
     if tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tar:
             plan = _plan_tar(tar, archive)
+            _check_total(archive, [m.size for m, _, is_dir in plan if not is_dir], limit)
             for member, relpath, is_dir in plan:
                 path = _target_path(root, relpath, archive, member.name)
                 if is_dir:
@@ -95,6 +105,7 @@ def _extract_into(archive, root):
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             plan = _plan_zip(zf, archive)
+            _check_total(archive, [i.file_size for i, _, is_dir in plan if not is_dir], limit)
             for info, relpath, is_dir in plan:
                 path = _target_path(root, relpath, archive, info.filename)
                 if is_dir:
@@ -111,7 +122,7 @@ def is_archive(path):
     return tarfile.is_tarfile(path) or zipfile.is_zipfile(path)
 
 
-def safe_extract(archive, target_dir):
+def safe_extract(archive, target_dir, max_total_bytes=DEFAULT_MAX_TOTAL_BYTES):
     """Extract `archive` into `target_dir` (created; must not exist yet) or raise, leaving
     no `target_dir` behind."""
     archive, target_dir = str(archive), str(target_dir)
@@ -122,7 +133,7 @@ def safe_extract(archive, target_dir):
     staging = tempfile.mkdtemp(prefix='.extract-', dir=parent)
     try:
         try:
-            _extract_into(archive, staging)
+            _extract_into(archive, staging, max_total_bytes)
         except (tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
             raise UnsafeArchiveError(f"{archive}: damaged archive ({error})") from None
         os.rename(staging, target_dir)
