@@ -216,3 +216,17 @@ def test_concurrent_processes_do_not_corrupt_the_file(srv, tmp_path):
         p.join(10)
     assert results == ['ok'] * 3
     assert open(dest, 'rb').read() == PAYLOAD and b.served_full == 1
+
+
+def test_complete_part_from_an_interrupted_run_is_verified_without_a_request(srv, tmp_path):
+    import hashlib as _h
+    import json
+    base, b = srv
+    dest = tmp_path / 'w.bin'
+    (tmp_path / 'w.bin.part').write_bytes(PAYLOAD)
+    (tmp_path / 'w.bin.part.json').write_text(json.dumps(
+        {'url': base + '/w.bin', 'total': len(PAYLOAD),
+         'content_md5': _h.md5(PAYLOAD).hexdigest()}))
+    download(base + '/w.bin', dest, progress=False)
+    assert b.requests == [] and dest.read_bytes() == PAYLOAD
+    assert _leftovers(tmp_path) == ['w.bin']

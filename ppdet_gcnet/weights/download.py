@@ -174,6 +174,8 @@ def _transfer_once(url, part, meta_path, timeout, progress):
     if have and meta.get('url') != url:
         _discard(part, meta_path)
         have, meta = 0, {}
+    if have and have == meta.get('total'):
+        return meta   # complete but not yet verified (an earlier run stopped there)
     headers = {}
     if have:
         headers['Range'] = f'bytes={have}-'
