@@ -8,26 +8,78 @@ import pytest
 
 import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
 
-GC_CONFIG = 'configs/gcnet/shapes/mask_rcnn_r50_vd_fpn_gcb_add_r16_shapes.yml'
+GC_CONFIG = 'configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml'
+SHAPES_DATA = 'configs/gcnet/shapes/shapes_instance.yml'
+TINY_SIZE = 128
+_NORMALIZE = ("{NormalizeImage: {is_scale: true, mean: [0.485, 0.456, 0.406], "
+              "std: [0.229, 0.224, 0.225]}}")
 
 
-def tiny_config(repo_root, dataset_root, save_dir, backbone='GCResNet'):
-    """The shapes quickstart config shrunk for a test: depth 18, 128x128 images, one epoch."""
+def write_tiny_config(repo_root, dataset_root, directory, name='tiny_gc'):
+    """The GC row's config (Mask R-CNN, GC c3-c5 r16 add) on the shapes data, shrunk for a test:
+    depth 18, narrow FPN and heads, 128x128 images, one epoch. Returns the config file's path;
+    its file name is what ppdet names output and export directories after."""
+    text = f"""_BASE_: ['{os.path.join(repo_root, GC_CONFIG)}', '{os.path.join(repo_root, SHAPES_DATA)}']
+use_gpu: false
+worker_num: 0
+epoch: 1
+snapshot_epoch: 1
+log_iter: 1
+pretrain_weights: null
+GCResNet: {{depth: 18, freeze_at: -1, freeze_norm: false}}
+FPN: {{out_channel: 64}}
+RPNHead:
+  train_proposal: {{pre_nms_top_n: 200, post_nms_top_n: 64}}
+  test_proposal: {{pre_nms_top_n: 200, post_nms_top_n: 64}}
+BBoxAssigner: {{batch_size_per_im: 32}}
+TwoFCHead: {{out_channel: 128}}
+MaskFeat: {{num_convs: 1, out_channel: 64}}
+TrainReader:
+  sample_transforms:
+  - Decode: {{}}
+  - RandomResize: {{target_size: [[{TINY_SIZE}, {TINY_SIZE}]], interp: 2, keep_ratio: true}}
+  - RandomFlip: {{prob: 0.5}}
+  - {_NORMALIZE}
+  - Permute: {{}}
+  batch_size: 2
+  use_shared_memory: false
+EvalReader:
+  sample_transforms:
+  - Decode: {{}}
+  - Resize: {{target_size: [{TINY_SIZE}, {TINY_SIZE}], interp: 2, keep_ratio: true}}
+  - {_NORMALIZE}
+  - Permute: {{}}
+TestReader:
+  sample_transforms:
+  - Decode: {{}}
+  - Resize: {{target_size: [{TINY_SIZE}, {TINY_SIZE}], interp: 2, keep_ratio: true}}
+  - {_NORMALIZE}
+  - Permute: {{}}
+TrainDataset:
+  !COCODataSet
+    image_dir: train
+    anno_path: annotations/instances_train.json
+    dataset_dir: {dataset_root}
+    data_fields: ['image', 'gt_bbox', 'gt_class', 'gt_poly', 'is_crowd']
+EvalDataset:
+  !COCODataSet
+    image_dir: val
+    anno_path: annotations/instances_val.json
+    dataset_dir: {dataset_root}
+TestDataset:
+  !ImageFolder
+    anno_path: annotations/instances_val.json
+    dataset_dir: {dataset_root}
+"""
+    path = os.path.join(str(directory), f'{name}.yml')
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def tiny_config(repo_root, dataset_root, save_dir):
     from ppdet.core.workspace import load_config
-    cfg = load_config(os.path.join(repo_root, GC_CONFIG))
-    for name in ('TrainDataset', 'EvalDataset', 'TestDataset'):
-        cfg[name].dataset_dir = dataset_root
-    cfg.MaskRCNN['backbone'] = backbone
-    cfg[backbone]['depth'] = 18
-    cfg.TrainReader['sample_transforms'][1] = {'RandomResize': {
-        'target_size': [[128, 128]], 'interp': 2, 'keep_ratio': True}}
-    for reader in ('EvalReader', 'TestReader'):
-        cfg[reader]['sample_transforms'][1] = {'Resize': {
-            'target_size': [128, 128], 'interp': 2, 'keep_ratio': True}}
-    cfg.RPNHead['train_proposal']['post_nms_top_n'] = 64
-    cfg.RPNHead['test_proposal']['post_nms_top_n'] = 64
-    cfg.BBoxAssigner['batch_size_per_im'] = 32
-    cfg.epoch, cfg.snapshot_epoch, cfg.log_iter = 1, 1, 1
+    cfg = load_config(write_tiny_config(repo_root, dataset_root, save_dir))
     cfg.save_dir = str(save_dir)
     return cfg
 
@@ -65,8 +117,7 @@ def trained(repo_root, shapes_dataset, tmp_path_factory):
         recorder = eval_recorder(trainer)
         trainer.register_callbacks([recorder])
         trainer.train(validate=True)
-    return cfg, trainer, recorder.results, save_dir / os.path.splitext(
-        os.path.basename(GC_CONFIG))[0]
+    return cfg, trainer, recorder.results, save_dir / 'tiny_gc'
 
 
 def test_train_then_eval_gives_finite_losses_and_bbox_segm_metrics(trained):

@@ -11,9 +11,8 @@ import pytest
 import yaml
 
 import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
+from test_compat_trainer import TINY_SIZE as SIZE, write_tiny_config
 
-SHAPES_CONFIG = 'configs/gcnet/shapes/mask_rcnn_r50_vd_fpn_gcb_add_r16_shapes.yml'
-SIZE = 128
 
 
 def load_tool(repo_root, name):
@@ -25,28 +24,6 @@ def load_tool(repo_root, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def write_tiny_config(repo_root, dataset_root, directory):
-    """The shapes config at depth 18 and 128x128, as a config file of its own (its file name
-    names the export directory)."""
-    test_transforms = [
-        {'Decode': {}},
-        {'Resize': {'target_size': [SIZE, SIZE], 'interp': 2, 'keep_ratio': True}},
-        {'NormalizeImage': {'is_scale': True, 'mean': [0.485, 0.456, 0.406],
-                            'std': [0.229, 0.224, 0.225]}},
-        {'Permute': {}}]
-    text = yaml.safe_dump({
-        '_BASE_': [os.path.join(repo_root, SHAPES_CONFIG)],
-        'GCResNet': {'depth': 18},
-        'RPNHead': {'test_proposal': {'pre_nms_top_n': 200, 'post_nms_top_n': 64}},
-        'TestReader': {'sample_transforms': test_transforms},
-    }) + (f"TestDataset:\n  !ImageFolder\n    anno_path: annotations/instances_val.json\n"
-          f"    dataset_dir: {dataset_root}\n")
-    path = os.path.join(directory, 'tiny_gc.yml')
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
 
 
 def model_inputs(image_path):
