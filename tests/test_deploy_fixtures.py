@@ -1,16 +1,18 @@
 """Shared, session-scoped fixtures of the deploy tests (imported by tests/test_deploy_*.py).
 
-One small GC(add) Mask R-CNN from the shapes config, random weights (seeded) with BatchNorm
+One small GC(add) Mask R-CNN from the quickstart shapes config, random weights (seeded) with BatchNorm
 statistics calibrated on the test image (untrained statistics let activations grow through 50
 layers until every score saturates to 0 or 1), test resize 160 px, NMS forced to keep DETECTIONS boxes so
 parity compares real boxes and masks, exported once.
 """
+import glob
 import os
 
 import numpy as np
 import pytest
 
-SHAPES_CONFIG = 'configs/gcnet/shapes/mask_rcnn_r50_vd_fpn_gcb_add_r16_shapes.yml'
+# The quickstart GC(add) config on the shapes dataset (its backbone depth is in its name).
+SHAPES_CONFIG_GLOB = 'configs/gcnet/shapes/mask_rcnn_*_gcb_add_r16_shapes.yml'
 TEST_SIZE = 160
 DETECTIONS = 12
 LABELS = ['circle', 'square', 'triangle']
@@ -22,7 +24,9 @@ def build_model(repo_root, image, seed=0):
     import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies compat)
     from ppdet.core.workspace import create, load_config
     from ppdet_gcnet.deploy.export import force_detections
-    cfg = load_config(os.path.join(repo_root, SHAPES_CONFIG))
+    configs = sorted(glob.glob(os.path.join(repo_root, SHAPES_CONFIG_GLOB)))
+    assert configs, f"no config matches {SHAPES_CONFIG_GLOB}"
+    cfg = load_config(configs[0])
     for transform in cfg['TestReader']['sample_transforms']:
         if 'Resize' in transform:
             transform['Resize']['target_size'] = [TEST_SIZE, TEST_SIZE]
