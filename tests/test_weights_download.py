@@ -230,3 +230,10 @@ def test_complete_part_from_an_interrupted_run_is_verified_without_a_request(srv
     download(base + '/w.bin', dest, progress=False)
     assert b.requests == [] and dest.read_bytes() == PAYLOAD
     assert _leftovers(tmp_path) == ['w.bin']
+
+
+def test_progress_bar_reaches_full_length(srv, tmp_path, capsys):
+    base, _ = srv
+    download(base + '/w.bin', tmp_path / 'w.bin', progress=True)
+    err = capsys.readouterr().err
+    assert '100.0% 0.3/0.3 MB' in err and 'verified by md5 (server Content-MD5)' in err

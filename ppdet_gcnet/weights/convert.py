@@ -8,7 +8,7 @@ are reported (optimizer state separately); any unfilled target or shape mismatch
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 

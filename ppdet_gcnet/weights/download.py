@@ -110,7 +110,8 @@ class _Progress:
         if self.total:
             frac = min(self.done / self.total, 1.0)
             bar = '#' * int(frac * 30)
-            line = f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}% {mb:.1f}/{self.total / 1e6:.1f} MB"
+            line = (f"\r{self.label} [{bar:<30}] {frac * 100:5.1f}% "
+                    f"{mb:.1f}/{self.total / 1e6:.1f} MB")
         else:
             line = f"\r{self.label} {mb:.1f} MB"
         sys.stderr.write(line + ('\n' if final else ''))
