@@ -42,10 +42,13 @@ def split_per_image(outputs, infos, threshold, to_original):
 
 
 def resize_masks(masks, height, width):
+    """Binary masks -> (height, width): bilinear on 0/1 then >= 0.5, i.e. pixel-centre aligned
+    (OpenCV's INTER_NEAREST is not, and shifts masks by up to one source pixel)."""
     out = np.zeros((len(masks), height, width), np.uint8)
     for i, mask in enumerate(masks):
-        out[i] = cv2.resize(mask.astype(np.uint8), (width, height),
-                            interpolation=cv2.INTER_NEAREST)
+        resized = cv2.resize(mask.astype(np.float32), (width, height),
+                             interpolation=cv2.INTER_LINEAR)
+        out[i] = resized >= 0.5
     return out
 
 
