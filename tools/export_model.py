@@ -5,10 +5,14 @@
         --output_dir output_inference
 
 writes PaddleDetection's deploy layout in <output_dir>/<config name>/: the static program
-(`model.json` under Paddle 3's PIR, `model.pdmodel` with FLAGS_enable_pir_api=0), its
-parameters (`model.pdiparams`) and `infer_cfg.yml` (preprocessing, labels, architecture) for
-deploy/python/infer.py. Built on ppdet's `Trainer.export`; the fixes it needs on Paddle 3 are
-applied by `ppdet_gcnet.compat` when the config is loaded.
+(`model.json`, Paddle 3's PIR format), its parameters (`model.pdiparams`) and `infer_cfg.yml`
+(preprocessing, labels, architecture) for deploy/python/infer.py. Built on ppdet's
+`Trainer.export`; the fixes it needs on Paddle 3 are applied by `ppdet_gcnet.compat` when the
+config is loaded.
+
+Run the exported Mask R-CNN one image at a time: in a batch whose images get different numbers
+of proposals or detections, Paddle 3.3.1's PIR executor refuses to concatenate the per-image
+results (`array_to_tensor` requires equal shapes) and `run()` fails.
 """
 import os
 
