@@ -10,7 +10,7 @@ import pytest
 
 from ppdet_gcnet.analysis.context_inputs import InputError, check_output_dir, collect_images
 
-CONFIG = 'configs/gcnet/shapes/mask_rcnn_r50_vd_fpn_gcb_add_r16_shapes.yml'
+CONFIG = 'configs/gcnet/shapes/mask_rcnn_r18_vd_fpn_gcb_add_r16_shapes.yml'
 
 
 def _run_tool(repo_root, *args):
@@ -26,8 +26,9 @@ def test_cli_run_on_quickstart_config(repo_root, shapes_dataset, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     folder = tmp_path / 'val_00000'
     overlays = sorted(p for p in os.listdir(folder) if p.startswith('res'))
-    # R50 GC on c3-c5: 4 + 6 + 3 blocks
-    assert len(overlays) == 13
+    # ResNet18 with GC on c3-c5: 2 + 2 + 2 blocks
+    assert overlays == ['res3a.png', 'res3b.png', 'res4a.png', 'res4b.png', 'res5a.png',
+                        'res5b.png']
     assert cv2.imread(str(folder / overlays[0])).shape == (128, 128, 3)
     assert cv2.imread(str(folder / 'summary.png')) is not None
     assert (folder / 'report.json').is_file()
