@@ -9,24 +9,27 @@ import pytest
 import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
 
 GC_CONFIG = 'configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml'
+CONTROL_CONFIG = 'configs/gcnet/mask_rcnn_r50_vd_fpn_2x_coco.yml'  # same model without GC
 SHAPES_DATA = 'configs/gcnet/shapes/shapes_instance.yml'
 TINY_SIZE = 128
 _NORMALIZE = ("{NormalizeImage: {is_scale: true, mean: [0.485, 0.456, 0.406], "
               "std: [0.229, 0.224, 0.225]}}")
 
 
-def write_tiny_config(repo_root, dataset_root, directory, name='tiny_gc'):
+def write_tiny_config(repo_root, dataset_root, directory, name='tiny_gc', base=GC_CONFIG,
+                      backbone='GCResNet'):
     """The GC row's config (Mask R-CNN, GC c3-c5 r16 add) on the shapes data, shrunk for a test:
     depth 18, narrow FPN and heads, 128x128 images, one epoch. Returns the config file's path;
     its file name is what ppdet names output and export directories after."""
-    text = f"""_BASE_: ['{os.path.join(repo_root, GC_CONFIG)}', '{os.path.join(repo_root, SHAPES_DATA)}']
+    bases = [os.path.join(repo_root, base), os.path.join(repo_root, SHAPES_DATA)]
+    text = f"""_BASE_: {bases!r}
 use_gpu: false
 worker_num: 0
 epoch: 1
 snapshot_epoch: 1
 log_iter: 1
 pretrain_weights: null
-GCResNet: {{depth: 18, freeze_at: -1, freeze_norm: false}}
+{backbone}: {{depth: 18, freeze_at: -1, freeze_norm: false}}
 FPN: {{out_channel: 64}}
 RPNHead:
   train_proposal: {{pre_nms_top_n: 200, post_nms_top_n: 64}}
@@ -77,9 +80,9 @@ TestDataset:
     return path
 
 
-def tiny_config(repo_root, dataset_root, save_dir):
+def tiny_config(repo_root, dataset_root, save_dir, **kwargs):
     from ppdet.core.workspace import load_config
-    cfg = load_config(write_tiny_config(repo_root, dataset_root, save_dir))
+    cfg = load_config(write_tiny_config(repo_root, dataset_root, save_dir, **kwargs))
     cfg.save_dir = str(save_dir)
     return cfg
 
@@ -150,3 +153,16 @@ def test_predict_draws_and_saves_results(trained, shapes_dataset, tmp_path):
     for image in images:
         assert (tmp_path / os.path.basename(image)).is_file()
     assert (tmp_path / 'bbox.json').is_file() and (tmp_path / 'mask.json').is_file()
+
+
+def test_control_config_without_gc_trains_and_evaluates(repo_root, shapes_dataset, tmp_path):
+    cfg = tiny_config(repo_root, shapes_dataset, tmp_path, name='tiny_control',
+                      base=CONTROL_CONFIG, backbone='ResNet')
+    assert cfg.MaskRCNN['backbone'] == 'ResNet'
+    with fresh_names():
+        trainer = Trainer(cfg, mode='train')
+        recorder = eval_recorder(trainer)
+        trainer.register_callbacks([recorder])
+        trainer.train(validate=True)
+    assert type(trainer.model.backbone).__name__ == 'ResNet'
+    assert set(recorder.results) == {'bbox', 'mask'}
