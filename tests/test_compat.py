@@ -228,3 +228,22 @@ def test_multiclass_nms_in_a_pir_program_matches_dygraph_and_hand_worked_result(
     for got, expected in zip(static, eager):
         np.testing.assert_array_equal(got, expected.numpy())
     assert static[1].tolist() == [3] and static[2].ravel().tolist() == [0, 2, 1]
+
+
+def test_a_probe_that_cannot_run_leaves_its_fix_unapplied(monkeypatch, caplog):
+    class Unreadable:  # e.g. a ppdet whose function moved: the probe itself fails
+        NAME = 'unreadable'
+
+        @staticmethod
+        def probe():
+            raise AttributeError('no such function')
+
+        @staticmethod
+        def apply():
+            raise AssertionError('must not be applied')
+
+    monkeypatch.setattr(compat, 'FIXES', compat.FIXES + (Unreadable, ))
+    with caplog.at_level('WARNING'):
+        assert compat.apply_all() == []
+    assert 'unreadable' not in compat.applied_fixes()
+    assert 'probe unreadable could not run' in caplog.text

@@ -1,12 +1,23 @@
 """Repairs for an installed PaddleDetection that predates this Paddle.
 
 PaddleDetection on PyPI stops at 2.6.0, written for Paddle 2.4. Paddle 2.5 made integer indexing
-return 0-D tensors and Paddle 3 made PIR the default static graph; upstream PaddleDetection
->= 2.7 adapted, the PyPI release did not. Each module here repairs one defect: its `probe()`
-runs the installed code on a tiny input and reports whether the defect is present, and its
-`apply()` replaces the one wrong function (idempotently). Importing this package applies every
-fix whose probe fires, so a PaddleDetection that already behaves is left untouched.
-`applied_fixes()` names the fixes applied in this process.
+return 0-D tensors, Paddle 3 made PIR the default static graph and partial-graph (SOT) the
+default of `to_static`, and Pillow 10 removed `ImageDraw.textsize`; upstream PaddleDetection
+>= 2.7 adapted, the PyPI release did not. Each module here repairs one defect:
+
+    rpn_proposals         RPNHead._gen_proposal             0-D proposal counts concatenated
+    proposal_targets      target.generate_proposal_target   0-D RoI counts concatenated
+    mask_targets          target.generate_mask_target       0-D mask RoI counts concatenated
+    bbox_post_process     BBoxPostProcess.get_pred          0-D counts / scale factors concatenated
+    visualizer_text_size  visualizer.draw_bbox              ImageDraw.textsize gone (Pillow 10)
+    export_full_graph     Trainer._get_infer_cfg_and_input_spec   to_static without full_graph
+    multiclass_nms_pir    ops.multiclass_nms                legacy op builder under PIR
+
+Its `probe()` runs the installed code on a tiny input (export_full_graph: a source check plus a
+tiny Paddle check) and reports whether the defect is present; its `apply()` replaces the one
+wrong function, idempotently. Importing this package applies every fix whose probe fires, so a
+PaddleDetection that already behaves is left untouched; `applied_fixes()` names the fixes
+applied in this process.
 """
 import logging
 
@@ -32,8 +43,13 @@ def apply_all():
             continue
         # Probes build tiny layers and programs; their names must not shift the names (and so
         # the checkpoint keys of optimizer state) of the models built after this import.
-        with unique_name.guard():
-            present = fix.probe()
+        try:
+            with unique_name.guard():
+                present = fix.probe()
+        except Exception as error:  # a ppdet laid out differently: cannot tell, so leave it
+            logger.warning('ppdet_gcnet.compat: probe %s could not run (%s: %s); not applied',
+                           fix.NAME, type(error).__name__, error)
+            continue
         if not present:
             continue
         fix.apply()
