@@ -103,7 +103,9 @@ def summary_sheet(path, title, rows, image_rgb):
     height, width = image_rgb.shape[:2]
     tile_w = 2.0
     tile_h = tile_w * height / width + 0.6   # room for a three-line title
-    figure = Figure(figsize=(tile_w * num_cols + 0.5, tile_h * num_rows + 0.5))
+    # at least 5 inches wide, so the two-line title fits above a narrow grid;
+    figure = Figure(figsize=(max(5.0, tile_w * num_cols + 0.5), tile_h * num_rows + 0.8),
+                    layout='constrained')   # keeps titles, row labels and suptitle apart
     axes = figure.subplots(num_rows, num_cols, squeeze=False)
     dimmed = _thumbnail((image_rgb * 0.35 + 255 * 0.65).astype(np.uint8))
     for r, (stage_label, tiles) in enumerate(rows):
@@ -124,8 +126,7 @@ def summary_sheet(path, title, rows, image_rgb):
             ax.set_title(block_title, fontsize=7)
             if c == 0:
                 ax.set_ylabel(stage_label, fontsize=9)
-    figure.suptitle(title, fontsize=10)
-    figure.tight_layout(rect=(0, 0, 1, 0.97))
+    figure.suptitle(title, fontsize=9)
     return _save_figure(figure, path, dpi=80)
 
 

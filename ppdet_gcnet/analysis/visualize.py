@@ -82,8 +82,8 @@ def write_image_outputs(records, index, image_path, padded_hw, resized_hw, folde
             f"no heat map drawn")
     name = os.path.basename(image_path)
     written.append(summary_sheet(os.path.join(folder, 'summary.png'),
-                                 f"GC attention maps: {name}   (colour: attention / block maximum, "
-                                 f"blue 0 to red max; entropy 1 = uniform)", rows, image_rgb))
+                                 f"GC attention maps: {name}\ncolour: attention / block maximum "
+                                 f"(blue 0, red max); entropy 1 = uniform", rows, image_rgb))
     written.append(_write_json(os.path.join(folder, 'report.json'), report))
     written.append(report_chart(os.path.join(folder, 'report.png'),
                                 f"GC blocks: {name}", report['blocks']))
