@@ -7,7 +7,6 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
-os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
 
 @pytest.fixture(scope='session')

@@ -9,7 +9,7 @@ QUICKSTART_CONFIG = os.path.join(
 
 
 def run_tool(tool, *args, timeout=600, env=None, python_args=()):
-    full_env = dict(os.environ, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES='', **(env or {}))
+    full_env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
     command = [sys.executable, *python_args]
     command += [tool] if tool.startswith('-') else [os.path.join(ROOT, tool)]
     return subprocess.run(command + list(args), cwd=ROOT, env=full_env, capture_output=True,

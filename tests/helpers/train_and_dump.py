@@ -1,5 +1,6 @@
 """Runs tools/train.py's main() and then saves this rank's parameters to DUMP_DIR/rank<N>.npz,
-so a test can compare the parameters every data-parallel process ends with."""
+so a test can compare the parameters every data-parallel process ends with. Parameters only:
+batch-norm running statistics (non-trainable) stay per process unless norm_type is sync_bn."""
 import os
 import sys
 
@@ -16,4 +17,4 @@ trainer = train.main(sys.argv[1:])
 model = trainer.model._layers if hasattr(trainer.model, '_layers') else trainer.model
 rank = paddle.distributed.get_rank()
 np.savez(os.path.join(os.environ['DUMP_DIR'], f'rank{rank}.npz'),
-         **{k: v.numpy() for k, v in model.state_dict().items()})
+         **{k: v.numpy() for k, v in model.named_parameters() if v.trainable})
