@@ -23,7 +23,7 @@ def build_model(repo_root, image, seed=0):
     import paddle
     import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies compat)
     from ppdet.core.workspace import create, load_config
-    from ppdet_gcnet.deploy.export import force_detections
+    from ppdet_gcnet.deploy.export import calibrate_batch_norm, force_detections
     configs = sorted(glob.glob(os.path.join(repo_root, SHAPES_CONFIG_GLOB)))
     assert configs, f"no config matches {SHAPES_CONFIG_GLOB}"
     cfg = load_config(configs[0])
@@ -74,20 +74,6 @@ def preprocessed(image_path):
 def model_inputs_for(arrays):
     import paddle
     return {k: paddle.to_tensor(v) for k, v in arrays.items()}
-
-
-def calibrate_batch_norm(model, inputs):
-    """Set every BatchNorm's running statistics to those of one image."""
-    import paddle
-    norms = [m for m in model.sublayers() if isinstance(m, paddle.nn.BatchNorm2D)]
-    for norm in norms:
-        norm._momentum = 0.0  # running stats := this batch's stats
-    model.train()
-    with paddle.no_grad():
-        model.backbone(inputs)
-    for norm in norms:
-        norm._momentum = 0.9
-    model.eval()
 
 
 @pytest.fixture(scope='session')

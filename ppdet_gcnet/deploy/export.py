@@ -20,11 +20,41 @@ INPUT_SPEC = [{
 
 
 def force_detections(model, count):
-    """Make the NMS keep exactly `count` boxes per image (score threshold 0), so a benchmark's
-    workload does not depend on how confident the weights are."""
+    """Make the final NMS keep exactly `count` boxes per image (score threshold 0), so the mask
+    head's and the output's workload does not depend on how confident the weights are."""
     nms = model.bbox_post_process.nms
     nms.score_threshold = 0.0
     nms.keep_top_k = int(count)
+    return model
+
+
+def force_proposals(model):
+    """Make the RPN hand the RoI heads exactly `post_nms_top_n` proposals whatever the weights:
+    its box regression is zeroed (proposals = anchors, all valid; the conv still runs, so its cost
+    is unchanged) and its NMS threshold set to 1.0 (distinct anchors are never merged). Random
+    weights otherwise leave 60 to 740 proposals on one image, depending on the model (measured)."""
+    delta = model.rpn_head.rpn_rois_delta
+    delta.weight.set_value(paddle.zeros_like(delta.weight))
+    delta.bias.set_value(paddle.zeros_like(delta.bias))
+    model.rpn_head.test_proposal.nms_thresh = 1.0
+    return model
+
+
+def calibrate_batch_norm(model, inputs):
+    """Set every BatchNorm's running statistics to those of `inputs` (one forward in train mode
+    with momentum 0), leaving the model in eval mode. With random weights and untrained
+    statistics, activations grow through the backbone until every class score is exactly 0 or 1,
+    and a forced detection count can no longer be met; calibrated, the scores are spread out."""
+    norms = [m for m in model.sublayers() if isinstance(m, paddle.nn.BatchNorm2D)]
+    momenta = [norm._momentum for norm in norms]
+    for norm in norms:
+        norm._momentum = 0.0  # running statistics := this batch's
+    model.train()
+    with paddle.no_grad():
+        model.backbone(inputs)
+    for norm, momentum in zip(norms, momenta):
+        norm._momentum = momentum
+    model.eval()
     return model
 
 

@@ -1,0 +1,289 @@
+"""Side-by-side inference benchmark of the no-GC control and the GC add / mul Mask R-CNNs.
+
+    python deploy/benchmark.py --output_dir output/benchmark_inference
+
+In one run, for each config (random weights, seeded, BatchNorm statistics calibrated on the input,
+RPN forced to pass on all its post-NMS proposals and the final NMS to keep --detections boxes,
+so every model does the same work): parameters and MACs,
+an oneDNN-safe export, then inference latency on the same preprocessed image (800x1333 keep-ratio
+resize by default) with the exported model (oneDNN fp32, oneDNN bf16, plain kernels) and the
+dygraph model (its thread count is Paddle's default: all cores). Within one mode the configs are timed in turn, round after round, so load from
+elsewhere on the machine lands on all of them alike; warm-up runs are excluded. Prints Markdown
+tables and writes everything to <output_dir>/benchmark_inference.json.
+"""
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import time
+
+if __package__ in (None, ''):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+CONFIGS = {
+    'control': 'configs/gcnet/mask_rcnn_r50_vd_fpn_2x_coco.yml',
+    'gc_add': 'configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml',
+    'gc_mul': 'configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x_coco.yml',
+}
+# Dygraph first: its outputs are the reference the exported modes are compared with.
+MODES = ('dygraph', 'onednn_fp32', 'onednn_bf16', 'plain')
+# GCNet paper (arXiv 1904.11492), Mask R-CNN R50-FPN on COCO.
+PAPER = {'control': {'params_m': 44.4, 'gflops': 279.4}, 'gc_add': {'params_m': 46.9,
+                                                                     'gflops': 279.6}}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--output_dir', default='output/benchmark_inference')
+    p.add_argument('--size', type=int, nargs=2, default=[800, 1333],
+                   help='keep-ratio resize target (short, long)')
+    p.add_argument('--image_size', type=int, nargs=2, default=[800, 1333],
+                   help='generated input image height, width')
+    p.add_argument('--detections', type=int, default=100)
+    p.add_argument('--warmup', type=int, default=1)
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--cpu_threads', type=int, default=2)
+    p.add_argument('--modes', default=','.join(MODES), help=f"subset of {','.join(MODES)}")
+    p.add_argument('--configs', default=','.join(CONFIGS), help=f"subset of {','.join(CONFIGS)}")
+    return p.parse_args(argv)
+
+
+def make_image(output_dir, height, width):
+    from ppdet_gcnet.data import make_shapes_dataset
+    root = make_shapes_dataset(os.path.join(output_dir, 'input'), num_train=1, num_val=1,
+                               width=width, height=height, max_objects=6, seed=7)
+    return os.path.join(root, 'val', sorted(os.listdir(os.path.join(root, 'val')))[0])
+
+
+def load_cfg(name, size):
+    from ppdet.core.workspace import load_config
+    cfg = load_config(os.path.join(ROOT, CONFIGS[name]))
+    cfg['pretrain_weights'] = None
+    for transform in cfg['TestReader']['sample_transforms']:
+        if 'Resize' in transform:
+            transform['Resize']['target_size'] = list(size)
+    return cfg
+
+
+def build(name, args, inputs_np):
+    """Dygraph model of config `name`: random (seed 0), calibrated, fixed workload."""
+    import paddle
+    from ppdet.core.workspace import create
+    from ppdet_gcnet.deploy.export import (calibrate_batch_norm, force_detections,
+                                           force_proposals)
+    cfg = load_cfg(name, args.size)
+    paddle.seed(0)
+    model = create(cfg.architecture)
+    calibrate_batch_norm(model, to_tensors(inputs_np))
+    force_proposals(model)
+    force_detections(model, args.detections)
+    return cfg, model
+
+
+def to_tensors(inputs_np):
+    import paddle
+    return {k: paddle.to_tensor(v) for k, v in inputs_np.items()}
+
+
+def preprocess(image_path, size):
+    from deploy.python.image_io import read_image_rgb
+    from deploy.python.preprocess import build_preprocess, preprocess_image
+    ops = build_preprocess([
+        {'type': 'Resize', 'target_size': list(size), 'keep_ratio': True, 'interp': 2},
+        {'type': 'NormalizeImage', 'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225],
+         'is_scale': True},
+        {'type': 'Permute'}, {'type': 'PadStride', 'stride': 32}])
+    image, info = preprocess_image(read_image_rgb(image_path), ops)
+    return {'image': image[None], 'im_shape': info['im_shape'][None],
+            'scale_factor': info['scale_factor'][None]}
+
+
+class PredictorRunner:
+    def __init__(self, export_dir, mode, threads):
+        from deploy.python.model_files import load_model_files
+        from deploy.python.predictor import PredictorOptions, create_predictor
+        options = PredictorOptions(cpu_threads=threads, enable_mkldnn=mode.startswith('onednn'),
+                                   enable_mkldnn_bfloat16=mode == 'onednn_bf16')
+        self.predictor = create_predictor(load_model_files(export_dir), options)
+
+    def __call__(self, inputs_np):
+        from deploy.python.predictor import run_predictor
+        out = run_predictor(self.predictor, inputs_np)
+        return out['boxes'], out['masks'].astype(np.uint8)
+
+
+class DygraphRunner:
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, inputs_np):
+        import paddle
+        with paddle.no_grad():
+            out = self.model(to_tensors(inputs_np))
+        return out['bbox'].numpy(), out['mask'].numpy().astype(np.uint8)
+
+
+def summarize(seconds):
+    ms = np.array(seconds) * 1000.0
+    return {'median_ms': round(float(np.median(ms)), 1), 'p90_ms': round(float(np.percentile(ms,
+                                                                                           90)), 1),
+            'runs': len(ms)}
+
+
+def time_mode(runners, inputs_np, args, expected):
+    """Interleaved rounds over the configs; returns per-config seconds and the last outputs."""
+    times = {name: [] for name in runners}
+    outputs = {}
+    for _ in range(args.warmup):
+        for name, run in runners.items():
+            outputs[name] = run(inputs_np)
+    for _ in range(args.repeats):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            outputs[name] = run(inputs_np)
+            times[name].append(time.perf_counter() - start)
+    for name, (boxes, _) in outputs.items():
+        if len(boxes) != expected:
+            raise RuntimeError(f"{name}: {len(boxes)} detections, expected {expected}: the "
+                               "workload is not fixed")
+    return times, outputs
+
+
+def paired_ratios(times, name, reference='control'):
+    """Per-round latency ratio name / reference (same round = same machine load)."""
+    ratios = np.array(times[name]) / np.array(times[reference])
+    return {'median': round(float(np.median(ratios)), 4),
+            'min': round(float(ratios.min()), 4), 'max': round(float(ratios.max()), 4)}
+
+
+def run(args):
+    import paddle
+    import ppdet_gcnet  # noqa: F401
+    from deploy.agreement import agreement
+    from deploy.model_cost import count_macs, count_parameters
+    from deploy.python.cpu_features import has_bf16
+    from ppdet_gcnet.deploy.export import export_for_deploy
+
+    configs = [c for c in args.configs.split(',') if c]
+    modes = [m for m in args.modes.split(',') if m]
+    if 'onednn_bf16' in modes and not has_bf16():
+        print('[benchmark] this CPU has no bf16: skipping onednn_bf16', file=sys.stderr)
+        modes.remove('onednn_bf16')
+    os.makedirs(args.output_dir, exist_ok=True)
+    image_path = make_image(args.output_dir, *args.image_size)
+    inputs_np = preprocess(image_path, args.size)
+    paddle.set_device('cpu')
+
+    report = {'command': 'python deploy/benchmark.py ' + ' '.join(sys.argv[1:]),
+              'input': {'image_hw': list(args.image_size), 'resize': list(args.size),
+                        'tensor_hw': list(inputs_np['image'].shape[2:])},
+              'detections': args.detections, 'cpu_threads': args.cpu_threads,
+              'warmup': args.warmup, 'repeats': args.repeats, 'cpu': platform.processor() or
+              platform.machine(), 'paddle': paddle.__version__, 'configs': {}, 'modes': {}}
+    states, export_dirs = {}, {}
+    for name in configs:
+        cfg, model = build(name, args, inputs_np)
+        macs = count_macs(model, to_tensors(inputs_np))
+        report['configs'][name] = {
+            'config': CONFIGS[name], 'params_m': round(count_parameters(model) / 1e6, 3),
+            'gmacs': {k: round(v / 1e9, 4) for k, v in macs.items()},
+            'gmacs_total': round(sum(macs.values()) / 1e9, 4), 'paper': PAPER.get(name)}
+        states[name] = {k: v.numpy() for k, v in model.state_dict().items()}
+        export_dirs[name] = os.path.join(args.output_dir, 'export', name)
+        _, exported = build(name, args, inputs_np)
+        exported.set_state_dict(model.state_dict())
+        export_for_deploy(cfg, exported, export_dirs[name])
+        paddle.disable_static()
+        del model, exported
+        gc.collect()
+        print(f"[benchmark] {name}: {report['configs'][name]}", file=sys.stderr)
+
+    reference = None  # dygraph outputs, kept only as long as they are needed
+    for mode in modes:
+        if mode == 'dygraph':
+            runners = {}
+            for name in configs:
+                _, model = build(name, args, inputs_np)
+                model.set_state_dict({k: paddle.to_tensor(v) for k, v in states[name].items()})
+                runners[name] = DygraphRunner(model)
+        else:
+            runners = {name: PredictorRunner(export_dirs[name], mode, args.cpu_threads)
+                       for name in configs}
+        times, outputs = time_mode(runners, inputs_np, args, args.detections)
+        report['modes'][mode] = {name: summarize(times[name]) for name in configs}
+        if 'control' in configs:
+            report['modes'][mode]['ratio_vs_control'] = {
+                name: paired_ratios(times, name) for name in configs if name != 'control'}
+        if mode == 'dygraph':
+            reference = outputs
+        elif reference is not None:
+            report.setdefault('agreement_vs_dygraph', {})[mode] = {
+                name: agreement(*reference[name], *outputs[name]) for name in configs}
+        print(f"[benchmark] {mode}: {json.dumps(report['modes'][mode])}", file=sys.stderr)
+        del runners, outputs
+        gc.collect()
+
+    with open(os.path.join(args.output_dir, 'benchmark_inference.json'), 'w') as f:
+        json.dump(report, f, indent=2)
+    print(markdown(report))
+    return report
+
+
+def markdown(report):
+    modes = list(report['modes'])
+    configs = list(report['configs'])
+    lines = [f"Input {report['input']['image_hw'][0]}x{report['input']['image_hw'][1]} -> "
+             f"tensor {report['input']['tensor_hw'][0]}x{report['input']['tensor_hw'][1]}, "
+             f"{report['detections']} detections forced, {report['cpu_threads']} threads, "
+             f"{report['repeats']} timed rounds after {report['warmup']} warm-up.", '',
+             '| config | ' + ' | '.join(f'{m} median (p90) s' for m in modes) + ' |',
+             '| --- |' + ' ---: |' * len(modes)]
+    for name in configs:
+        cells = [f"{report['modes'][m][name]['median_ms'] / 1000:.2f} "
+                 f"({report['modes'][m][name]['p90_ms'] / 1000:.2f})" for m in modes]
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    if 'control' in configs and len(configs) > 1:
+        lines += ['', '| latency / control (median of per-round ratios) | ' + ' | '.join(modes)
+                  + ' |', '| --- |' + ' ---: |' * len(modes)]
+        for name in configs:
+            if name != 'control':
+                lines.append(f'| {name} | ' + ' | '.join(
+                    f"{report['modes'][m]['ratio_vs_control'][name]['median']:.3f}"
+                    for m in modes) + ' |')
+    if 'dygraph' in modes:
+        lines += ['', '| speed-up vs dygraph | ' + ' | '.join(m for m in modes if m != 'dygraph')
+                  + ' |', '| --- |' + ' ---: |' * (len(modes) - 1)]
+        for name in configs:
+            dy = report['modes']['dygraph'][name]['median_ms']
+            lines.append(f'| {name} | ' + ' | '.join(
+                f"{dy / report['modes'][m][name]['median_ms']:.2f}x"
+                for m in modes if m != 'dygraph') + ' |')
+    lines += ['', '| config | params (M) | paper params (M) | GMACs, whole run | backbone GMACs | '
+              'GMACs vs control | paper GFLOPs |',
+              '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
+    base = report['configs'].get('control', {}).get('gmacs_total')
+    for name in configs:
+        c = report['configs'][name]
+        paper = c['paper'] or {}
+        extra = f"+{100 * (c['gmacs_total'] / base - 1):.3f} %" if base else '-'
+        lines.append(f"| {name} | {c['params_m']:.2f} | {paper.get('params_m', '-')} | "
+                     f"{c['gmacs_total']:.2f} | {c['gmacs'].get('backbone', 0):.2f} | {extra} | "
+                     f"{paper.get('gflops', '-')} |")
+    if 'agreement_vs_dygraph' in report:
+        lines += ['', '| vs dygraph | config | matched (IoU>=0.9) | max box err px | '
+                  'max score err | mean mask IoU |', '| --- | --- | ---: | ---: | ---: | ---: |']
+        for mode, per_config in report['agreement_vs_dygraph'].items():
+            for name, a in per_config.items():
+                lines.append(f"| {mode} | {name} | {a['matched_fraction']:.3f} | "
+                             f"{a['max_box_error_px']:.4f} | {a['max_score_error']:.6f} | "
+                             f"{a['mean_mask_iou']} |")
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    run(parse_args())
