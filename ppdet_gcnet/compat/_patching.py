@@ -30,9 +30,10 @@ def original(owner, name):
 def leading_count(tensor):
     """`tensor.shape[0]` as a 1-D int32 tensor of one element.
 
-    Since Paddle 2.5 indexing a shape with an integer gives a 0-D tensor, which `paddle.concat`
-    refuses; ppdet 2.6 concatenates such counts into its per-image `rois_num` tensors. Slicing
-    keeps one dimension, and int32 is the dtype ppdet's RoI ops were written against.
+    Since Paddle 2.5 (Paddle PR #52814) indexing with an integer gives a 0-D tensor, which
+    `paddle.concat` refuses; ppdet 2.6 concatenates such counts into its per-image `rois_num`
+    tensors. Slicing keeps one dimension, and int32 is the dtype ppdet's RoI ops were written
+    against (`paddle.shape` itself now returns int64).
     """
     import paddle
     return paddle.shape(tensor)[0:1].astype('int32')

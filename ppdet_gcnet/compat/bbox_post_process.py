@@ -6,10 +6,11 @@ every R-CNN at eval, inference and export, concatenates `bbox_num[i]` per image 
 with `paddle.concat([scale_factor[i][1], scale_factor[i][0], ...])`. Since Paddle 2.5 those
 indexed elements are 0-D tensors and both concats raise, so evaluation and inference fail.
 
-Restores: PaddleDetection >= 2.7 slices instead of indexing (`bbox_num[i:i + 1]`,
+Restores: PaddleDetection PRs #8112 and #8423 (develop, 2023; cherry-picked to release/2.6 as
+#8653, after the 2.6.0 wheel was built) slice instead of indexing (`bbox_num[i:i + 1]`,
 `scale_factor[i, 1:2]`), so `get_pred` again returns (bboxes, [N, 6] predictions in original
-image coordinates, clipped, empty boxes labelled -1, and counts of shape [batch_size]), with
-one placeholder box [0, 0, 0, 0, 1, 1] for an image without detections.
+image coordinates, clipped, empty boxes labelled -1, and counts of shape [batch_size]), with one
+placeholder box [0, 0, 0, 0, 1, 1] for an image without detections.
 
 Fix: `BBoxPostProcess.get_pred` is replaced by `get_pred` below (same contract).
 """

@@ -6,9 +6,9 @@ and then reads `static_model.forward.main_program` to prune unused inputs. Paddl
 `full_graph=False` (SOT, bytecode-level tracing) the default, and a SOT-converted function has
 no `main_program`: export raises "Can't call main_program when full_graph=False".
 
-Restores: PaddleDetection >= 2.7 (develop, for Paddle 3) passes `full_graph=True`, i.e. the AST
-dy2static conversion Paddle 2.x always used, so export again produces a whole static program
-for `paddle.jit.save`.
+Restores: upstream PaddleDetection develop, adapted to Paddle 3 in 2024 (the PIR export work
+around PRs #9026 and #9163), passes `full_graph=True`, i.e. the AST dy2static conversion Paddle
+2.x always used, so export again produces a whole static program for `paddle.jit.save`.
 
 Fix: `Trainer._get_infer_cfg_and_input_spec` is wrapped so that, for the duration of the call,
 `paddle.jit.to_static` defaults to `full_graph=True` (an explicit argument still wins). The

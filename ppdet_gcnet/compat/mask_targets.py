@@ -5,7 +5,8 @@ which `MaskAssigner` calls for every Mask R-CNN training step, concatenates
 `paddle.shape(fg_rois)[0]` per image. Since Paddle 2.5 those are 0-D tensors and the concat
 raises, so Mask R-CNN training stops at the mask head's targets.
 
-Restores: PaddleDetection >= 2.7 keeps each count 1-D (`[0:1]`): `mask_rois_num` has shape
+Restores: PaddleDetection PRs #8112 and #8423 (develop, 2023; cherry-picked to release/2.6 as
+#8653, after the 2.6.0 wheel was built) keep each count 1-D (`[0:1]`): `mask_rois_num` has shape
 [batch_size] (int32), one foreground-RoI count per image, as under Paddle 2.4.
 
 Fix: `generate_mask_target` below, written on ppdet's own `rasterize_polygons_within_box`,

@@ -7,9 +7,10 @@ builds static graphs in PIR by default (what `paddle.jit.to_static(full_graph=Tr
 `Trainer.export` use); there the inputs are `pir.Value`s and the legacy builder raises
 "The type of '%BBoxes' in operator multiclass_nms3 should be one of [str, bytes, Variable]".
 
-Restores: PaddleDetection >= 2.7 (develop, for Paddle 3) calls `_C_ops.multiclass_nms3` in PIR
-mode too, so the exported program carries a `pd_op.multiclass_nms3` with the same attributes
-and outputs (detections [No, 6], per-image counts, optional index) as in dygraph.
+Restores: PaddleDetection PR #9071 (develop, 2024-07, for Paddle 3) calls
+`_C_ops.multiclass_nms3` in PIR mode too, so the exported program carries a
+`pd_op.multiclass_nms3` with the same attributes and outputs (detections [No, 6], per-image
+counts, optional index) as in dygraph.
 
 Fix: `ops.multiclass_nms` is replaced by `multiclass_nms` below, which adds the PIR branch and
 hands dygraph and the legacy static graph (FLAGS_enable_pir_api=0) to the original.

@@ -5,7 +5,8 @@ Defect: `ppdet.modeling.proposal_generator.target.generate_proposal_target` (Pad
 `paddle.concat([paddle.shape(sampled_inds)[0], ...])`. Since Paddle 2.5 those are 0-D tensors
 and the concat raises, so Faster/Mask R-CNN training stops at the box head's targets.
 
-Restores: PaddleDetection >= 2.7 keeps each count 1-D (`[0:1]`): the function returns
+Restores: PaddleDetection PRs #8112 and #8423 (develop, 2023; cherry-picked to release/2.6 as
+#8653, after the 2.6.0 wheel was built) keep each count 1-D (`[0:1]`): the function returns
 `rois_num` of shape [batch_size] (int32), one sampled-RoI count per image.
 
 Fix: `generate_proposal_target` below, written on ppdet's own `label_box` and `sample_bbox`

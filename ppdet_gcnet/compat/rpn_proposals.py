@@ -6,7 +6,8 @@ Since Paddle 2.5 an integer index gives a 0-D tensor and `paddle.concat` of 0-D 
 "The axis is expected to be in range of [0, 0)", so every Mask R-CNN forward pass (train, eval,
 infer) fails before the RoI heads.
 
-Restores: PaddleDetection >= 2.7 collects `paddle.shape(rois)[0:1]` (a 1-D count), so the
+Restores: PaddleDetection PRs #8112 and #8423 (develop, 2023; cherry-picked to release/2.6 as
+#8653, after the 2.6.0 wheel was built) collect `paddle.shape(rois)[0:1]` (a 1-D count), so the
 method returns `rois_num` of shape [batch_size], one count per image, as under Paddle 2.4.
 
 Fix: `RPNHead._gen_proposal` is replaced by `gen_proposal` below (same contract, 1-D counts).

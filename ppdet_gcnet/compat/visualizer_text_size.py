@@ -5,9 +5,10 @@ to draw every detection, sizes the label background with `ImageDraw.textsize`. P
 (2023-07) removed that method, so inference with visualisation raises AttributeError at the
 first box drawn. (Not a Paddle change: a newer Pillow is what pip resolves today.)
 
-Restores: PaddleDetection >= 2.7 measures the label with `ImageDraw.textbbox`, available since
-Pillow 8.0; `draw_bbox` again draws each box (4-point or 8-point) scoring >= threshold with a
-filled label "<class> <score>" above it, one random colour per class.
+Restores: PaddleDetection PR #8455 (2023-07; cherry-picked to release/2.6 as #8580) measures the
+label with `ImageDraw.textbbox`, available since Pillow 8.0; `draw_bbox` again draws each box
+(4-point or 8-point) scoring >= threshold with a filled label "<class> <score>" above it, one
+random colour per class.
 
 Fix: `visualizer.draw_bbox` is replaced by `draw_bbox` below (same contract);
 `visualize_results` looks it up by module global, so it picks the replacement up.
