@@ -14,15 +14,17 @@ import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
 from test_compat_trainer import TINY_SIZE as SIZE, write_tiny_config
 
 
-def model_inputs(image_path):
-    """The image as infer_cfg.yml's preprocessing makes it: RGB, 128x128 (already that size, so
-    no resize), normalised, CHW; a batch of one."""
-    image = cv2.cvtColor(cv2.imread(image_path), cv2.COLOR_BGR2RGB).astype('float32') / 255.
+def model_inputs(image_path, height=SIZE, width=SIZE):
+    """The image as infer_cfg.yml's preprocessing makes it: RGB, resized to height x width,
+    normalised, CHW; a batch of one, with the scale factor from the 128x128 original."""
+    image = cv2.cvtColor(cv2.imread(image_path), cv2.COLOR_BGR2RGB)
     assert image.shape[:2] == (SIZE, SIZE)
-    image = (image - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+    if (height, width) != (SIZE, SIZE):
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_CUBIC)
+    image = (image.astype('float32') / 255. - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
     return {'image': image.transpose(2, 0, 1)[None].astype('float32'),
-            'im_shape': np.array([[SIZE, SIZE]], 'float32'),
-            'scale_factor': np.array([[1., 1.]], 'float32')}
+            'im_shape': np.array([[height, width]], 'float32'),
+            'scale_factor': np.array([[height / SIZE, width / SIZE]], 'float32')}
 
 
 def run_inference(model_dir, inputs):
@@ -56,12 +58,14 @@ def exported(repo_root, shapes_dataset, tmp_path_factory):
     weights = str(work / 'random_init')
     paddle.save(model.state_dict(), weights + '.pdparams')
 
-    image = sorted((p for p in os.listdir(os.path.join(shapes_dataset, 'val'))))[0]
-    inputs = model_inputs(os.path.join(shapes_dataset, 'val', image))
+    image = os.path.join(shapes_dataset, 'val', sorted(os.listdir(
+        os.path.join(shapes_dataset, 'val')))[0])
+    # As is, and resized to 96x160 (non-unit scale factors: boxes are mapped back and clipped).
+    cases = [model_inputs(image), model_inputs(image, height=96, width=160)]
     model.eval()
     with paddle.no_grad():
-        eager = model({k: paddle.to_tensor(v) for k, v in inputs.items()})
-    eager = {k: v.numpy() for k, v in eager.items()}
+        eager = [{k: v.numpy() for k, v in model(
+            {k: paddle.to_tensor(v) for k, v in inputs.items()}).items()} for inputs in cases]
 
     output_dir = work / 'inference'
     run = subprocess.run(
@@ -70,11 +74,11 @@ def exported(repo_root, shapes_dataset, tmp_path_factory):
         cwd=str(work), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     model_dir = str(output_dir / 'tiny_gc')
-    return model_dir, inputs, eager
+    return model_dir, list(zip(cases, eager))
 
 
 def test_export_writes_the_deploy_layout(exported):
-    model_dir, _, _ = exported
+    model_dir, _ = exported
     files = set(os.listdir(model_dir))
     assert 'model.pdiparams' in files and files & {'model.json', 'model.pdmodel'}
     with open(os.path.join(model_dir, 'infer_cfg.yml')) as f:
@@ -85,15 +89,18 @@ def test_export_writes_the_deploy_layout(exported):
         'Resize', 'NormalizeImage', 'Permute', 'PadStride']
 
 
-def test_paddle_inference_matches_dygraph(exported):
-    model_dir, inputs, eager = exported
+@pytest.mark.parametrize('case', [0, 1], ids=['128x128', '96x160-rescaled'])
+def test_paddle_inference_matches_dygraph(exported, case):
+    model_dir, cases = exported
+    inputs, eager = cases[case]
     boxes, counts, masks = run_inference(model_dir, inputs)
     assert counts.tolist() == eager['bbox_num'].tolist()
     assert boxes.shape[0] > 1  # random weights still give detections above the threshold
     np.testing.assert_array_equal(boxes[:, 0], eager['bbox'][:, 0])  # classes
     np.testing.assert_allclose(boxes[:, 1], eager['bbox'][:, 1], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(boxes[:, 2:], eager['bbox'][:, 2:], rtol=1e-5, atol=1e-4)
-    assert masks.shape == eager['mask'].shape and masks.any()
+    assert boxes[:, 2:].max() <= SIZE  # in original-image coordinates
+    assert masks.shape == eager['mask'].shape == (boxes.shape[0], SIZE, SIZE) and masks.any()
     assert (masks != eager['mask']).mean() < 1e-4  # binarised at 0.5: allow a stray edge pixel
 
 
