@@ -4,9 +4,12 @@ import glob
 import math
 import os
 
+import cv2
+import numpy as np
 import pytest
 
 import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
+from ppdet.engine import Trainer  # noqa: E402  (after ppdet_gcnet)
 
 GC_CONFIG = 'configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml'
 CONTROL_CONFIG = 'configs/gcnet/mask_rcnn_r50_vd_fpn_2x_coco.yml'  # same model without GC
@@ -87,9 +90,6 @@ def tiny_config(repo_root, dataset_root, save_dir, **kwargs):
     return cfg
 
 
-from ppdet.engine import Trainer  # noqa: E402  (after ppdet_gcnet)
-
-
 def fresh_names():
     """Parameter and optimizer-state names restart from 0 inside, as in a fresh process: a resume
     matches the saved optimizer state to the optimizer's accumulators by these names."""
@@ -125,6 +125,7 @@ def trained(repo_root, shapes_dataset, tmp_path_factory):
 
 def test_train_then_eval_gives_finite_losses_and_bbox_segm_metrics(trained):
     _, trainer, results, out_dir = trained
+    assert type(trainer.model.backbone).__name__ == 'GCResNet'
     losses = trainer.status['training_staus'].get()
     assert {'loss_rpn_cls', 'loss_bbox_cls', 'loss_mask'} <= set(losses)
     assert all(math.isfinite(float(v)) for v in losses.values())
@@ -150,8 +151,10 @@ def test_predict_draws_and_saves_results(trained, shapes_dataset, tmp_path):
     trainer.load_weights(str(out_dir / 'model_final'))
     images = sorted(glob.glob(os.path.join(shapes_dataset, 'val', '*.jpg')))
     trainer.predict(images, draw_threshold=0.0, output_dir=str(tmp_path), save_results=True)
-    for image in images:
-        assert (tmp_path / os.path.basename(image)).is_file()
+    for image in images:  # each drawn over (boxes and labels), not copied
+        drawn = cv2.imread(str(tmp_path / os.path.basename(image)))
+        assert drawn is not None and drawn.shape == cv2.imread(image).shape
+        assert np.abs(drawn.astype(int) - cv2.imread(image).astype(int)).max() > 50
     assert (tmp_path / 'bbox.json').is_file() and (tmp_path / 'mask.json').is_file()
 
 
