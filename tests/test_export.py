@@ -1,5 +1,6 @@
 """tools/export_model.py: a tiny GC Mask R-CNN exported through ppdet's Trainer loads in Paddle
-Inference and gives the dygraph model's boxes, scores and masks on the same image."""
+Inference and gives the dygraph model's boxes, scores and masks on the same image, with plain
+kernels (to float rounding) and with oneDNN (close)."""
 import os
 import subprocess
 import sys
@@ -27,14 +28,17 @@ def model_inputs(image_path, height=SIZE, width=SIZE):
             'scale_factor': np.array([[height / SIZE, width / SIZE]], 'float32')}
 
 
-def run_inference(model_dir, inputs):
+def run_inference(model_dir, inputs, onednn=False):
     from paddle import inference
     model_file = os.path.join(model_dir, 'model.json')
     if not os.path.isfile(model_file):
         model_file = os.path.join(model_dir, 'model.pdmodel')
     config = inference.Config(model_file, os.path.join(model_dir, 'model.pdiparams'))
     config.disable_gpu()
-    config.disable_mkldnn()  # plain kernels: oneDNN fails on this PIR program in Paddle 3.3.1
+    if onednn:
+        config.enable_mkldnn()
+    else:
+        config.disable_mkldnn()  # plain kernels: the reference the dygraph model must match
     config.disable_glog_info()
     predictor = inference.create_predictor(config)
     for name in predictor.get_input_names():
@@ -102,6 +106,20 @@ def test_paddle_inference_matches_dygraph(exported, case):
     assert boxes[:, 2:].max() <= SIZE  # in original-image coordinates
     assert masks.shape == eager['mask'].shape == (boxes.shape[0], SIZE, SIZE) and masks.any()
     assert (masks != eager['mask']).mean() < 1e-4  # binarised at 0.5: allow a stray edge pixel
+
+
+@pytest.mark.parametrize('case', [0, 1], ids=['128x128', '96x160-rescaled'])
+def test_onednn_inference_runs_and_matches_dygraph(exported, case):
+    # oneDNN is Paddle Inference's CPU default; its fp32 kernels round differently, hence the
+    # looser tolerances. Without the export's oneDNN-safe forms, create_predictor/run fails.
+    model_dir, cases = exported
+    inputs, eager = cases[case]
+    boxes, counts, masks = run_inference(model_dir, inputs, onednn=True)
+    assert counts.tolist() == eager['bbox_num'].tolist()
+    np.testing.assert_array_equal(boxes[:, 0], eager['bbox'][:, 0])
+    np.testing.assert_allclose(boxes[:, 1], eager['bbox'][:, 1], atol=1e-4)
+    np.testing.assert_allclose(boxes[:, 2:], eager['bbox'][:, 2:], atol=1e-2)
+    assert (masks != eager['mask']).mean() < 1e-3
 
 
 def test_missing_weights_is_a_one_line_error(repo_root, tmp_path):

@@ -8,7 +8,9 @@ writes PaddleDetection's deploy layout in <output_dir>/<config name>/: the stati
 (`model.json`, Paddle 3's PIR format), its parameters (`model.pdiparams`) and `infer_cfg.yml`
 (preprocessing, labels, architecture) for deploy/python/infer.py. Built on ppdet's
 `Trainer.export`; the fixes it needs on Paddle 3 are applied by `ppdet_gcnet.compat` when the
-config is loaded.
+config is loaded. Before tracing, `ppdet_gcnet.deploy.make_onednn_safe` swaps FPN's nearest
+upsampling and the GC blocks' multi-axis LayerNorm for equal functions that Paddle Inference's
+oneDNN (the CPU default) can run; the weights and outputs stay the same.
 
 Run the exported Mask R-CNN one image at a time: in a batch whose images get different numbers
 of proposals or detections, Paddle 3.3.1's PIR executor refuses to concatenate the per-image
@@ -43,8 +45,13 @@ def main(argv=None):
         cfg['norm_type'] = 'bn'
 
     from ppdet.engine import Trainer
+    from ppdet.utils.logger import setup_logger
+    from ppdet_gcnet.deploy import make_onednn_safe
     trainer = Trainer(cfg, mode='test')
     trainer.load_weights(cfg.weights)
+    switched = make_onednn_safe(trainer.model)
+    setup_logger('export_model').info(
+        'oneDNN-safe forms: %s', ', '.join(f'{name} x{count}' for name, count in switched.items()))
     trainer.export(args.output_dir)
     return export_dir(cfg, args.output_dir)
 
