@@ -12,7 +12,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", default="dataset/shapes")
     parser.add_argument("--num_train", type=int, default=64)
-    parser.add_argument("--num_val", type=int, default=16)
+    parser.add_argument("--num_val", type=int, default=32)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=320)
     parser.add_argument("--seed", type=int, default=0)
