@@ -101,7 +101,8 @@ def require_weights(cfg, key='weights'):
     return value
 
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+# What ppdet's ImageFolder accepts; anything else it would silently drop.
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
 
 
 def collect_images(infer_img=None, infer_dir=None):
@@ -109,6 +110,9 @@ def collect_images(infer_img=None, infer_dir=None):
     if infer_img:
         if not os.path.isfile(infer_img):
             raise ToolError(f"--infer_img {infer_img}: no such file")
+        if not infer_img.lower().endswith(IMAGE_EXTENSIONS):
+            raise ToolError(f"--infer_img {infer_img}: not a supported image type "
+                            f"({', '.join(IMAGE_EXTENSIONS)})")
         return [os.path.abspath(infer_img)]
     if not infer_dir:
         raise ToolError("give --infer_img IMAGE or --infer_dir DIR")

@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
 # Creates .venv (once) and installs requirements.txt into it whenever that file changes.
-# Sourced by the other scripts; afterwards `$PY` is the project's interpreter.
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${PPDET_GCNET_VENV:-$ROOT/.venv}"
-BASE_PYTHON="${PYTHON:-python3.11}"
-command -v "$BASE_PYTHON" >/dev/null 2>&1 || BASE_PYTHON=python3
-
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "[bootstrap] creating virtual environment in $VENV"
-  "$BASE_PYTHON" -m venv "$VENV"
-fi
-PY="$VENV/bin/python"
-stamp="$VENV/.requirements.sha256"
-want="$(cat "$ROOT/requirements.txt" "$ROOT/requirements-common.txt" | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[bootstrap] installing requirements (first run takes about a minute)"
-  "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt"
-  echo "$want" > "$stamp"
-fi
+# Source it (the other scripts do); afterwards `$PY` is the project's interpreter and the
+# checkout is on PYTHONPATH. It changes no options of the shell that sources it.
+_ppdet_gcnet_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_ppdet_gcnet_venv="${PPDET_GCNET_VENV:-$_ppdet_gcnet_root/.venv}"
+(
+  set -euo pipefail
+  root="$_ppdet_gcnet_root" venv="$_ppdet_gcnet_venv"
+  base_python="${PYTHON:-python3.11}"
+  command -v "$base_python" >/dev/null 2>&1 || base_python=python3
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "[bootstrap] creating virtual environment in $venv"
+    "$base_python" -m venv "$venv"
+  fi
+  stamp="$venv/.requirements.sha256"
+  want="$(cat "$root/requirements.txt" "$root/requirements-common.txt" | sha256sum | cut -d' ' -f1)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "[bootstrap] installing requirements (first run takes about a minute)"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt"
+    echo "$want" > "$stamp"
+  fi
+) || { echo "[bootstrap] setting up $_ppdet_gcnet_venv failed" >&2; return 1 2>/dev/null || exit 1; }
+ROOT="$_ppdet_gcnet_root"
+PY="$_ppdet_gcnet_venv/bin/python"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-export PY
+export ROOT PY
+unset _ppdet_gcnet_root _ppdet_gcnet_venv

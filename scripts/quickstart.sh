@@ -9,7 +9,7 @@ cd "$ROOT"
 CONFIG=configs/gcnet/shapes/mask_rcnn_r18_vd_fpn_gcb_add_r16_shapes.yml
 NAME=mask_rcnn_r18_vd_fpn_gcb_add_r16_shapes
 OUT=output/quickstart
-WEIGHTS=$OUT/$NAME/model_final
+WEIGHTS=$OUT/$NAME/model_final   # the config's save_dir and weights point here too
 IMAGE=dataset/shapes/val/val_00000.jpg
 mkdir -p "$OUT"
 
@@ -19,7 +19,7 @@ step "1/4 dataset: dataset/shapes"
 "$PY" tools/make_shapes_dataset.py --output_dir dataset/shapes
 
 step "2/4 train: $CONFIG (log: $OUT/train.log)"
-"$PY" tools/train.py -c "$CONFIG" -o save_dir="$OUT" --seed 0 2>&1 | tee "$OUT/train.log" \
+"$PY" tools/train.py -c "$CONFIG" --seed 0 2>&1 | tee "$OUT/train.log" \
   | grep --line-buffered -E "Epoch: \[|Save checkpoint|Total sample|average precision|Error|error" || true
 [ -f "$WEIGHTS.pdparams" ] || { echo "training did not produce $WEIGHTS.pdparams; see $OUT/train.log" >&2; exit 1; }
 
