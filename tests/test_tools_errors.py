@@ -53,3 +53,10 @@ def test_image_dir_without_images(tmp_path):
 def test_resume_from_missing_checkpoint():
     result = run_tool('tools/train.py', '-c', QUICKSTART_CONFIG, '-r', '/tmp/nope/ckpt')
     assert "-r/--resume /tmp/nope/ckpt: no such checkpoint" in _error_line(result)
+
+
+def test_image_type_ppdet_cannot_read(tmp_path):
+    image = tmp_path / 'photo.webp'
+    image.write_bytes(b'RIFF0000WEBP')
+    result = run_tool('tools/infer.py', '-c', QUICKSTART_CONFIG, '--infer_img', str(image))
+    assert f"--infer_img {image}: not a supported image type" in _error_line(result)
