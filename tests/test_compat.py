@@ -9,7 +9,7 @@ import ppdet_gcnet  # noqa: F401  (applies the fixes)
 from ppdet_gcnet import compat
 from ppdet_gcnet.compat import (bbox_post_process, mask_targets, proposal_targets, rpn_proposals,
                                 visualizer_text_size)
-from ppdet_gcnet.compat._patching import original
+from ppdet_gcnet.compat._patching import installed
 
 PYPI_PPDET = ppdet.version.full_version == '2.6.0'
 FIX_IDS = [fix.NAME for fix in compat.FIXES]
@@ -17,7 +17,7 @@ FIX_IDS = [fix.NAME for fix in compat.FIXES]
 
 def _with_originals(monkeypatch, fix):
     for owner, name in fix.replaced_attributes():
-        monkeypatch.setattr(owner, name, original(owner, name))
+        monkeypatch.setattr(owner, name, installed(owner, name))
 
 
 @pytest.mark.skipif(not PYPI_PPDET, reason='the defects are those of PaddleDetection 2.6.0')
@@ -247,3 +247,69 @@ def test_a_probe_that_cannot_run_leaves_its_fix_unapplied(monkeypatch, caplog):
         assert compat.apply_all() == []
     assert 'unreadable' not in compat.applied_fixes()
     assert 'probe unreadable could not run' in caplog.text
+
+
+# --- pir_ragged_batches ------------------------------------------------------------------------
+# The batched forms run in dygraph too: each must equal ppdet's per-image form there.
+
+def test_batched_get_pred_equals_the_per_image_form():
+    from ppdet.modeling.post_process import BBoxPostProcess
+    from ppdet_gcnet.compat import pir_ragged_batches
+    post = BBoxPostProcess(num_classes=3)
+    _, pred, num = pir_ragged_batches.batched_get_pred(post, **bbox_post_process._tiny_case())
+    assert num.numpy().tolist() == [2, 1]
+    np.testing.assert_allclose(pred.numpy(), bbox_post_process.TINY_CASE_EXPECTED)
+    np.testing.assert_array_equal(post.get_origin_shape().numpy(), [[8, 8], [8, 8], [8, 8]])
+
+
+@pytest.mark.parametrize('post_nms_top_n', [5, 100], ids=['cut-by-score', 'all-kept'])
+def test_batched_proposals_equal_the_per_image_form(post_nms_top_n):
+    from ppdet.modeling.proposal_generator.proposal_generator import ProposalGenerator
+    from ppdet.modeling.proposal_generator.rpn_head import RPNHead
+    from ppdet_gcnet.compat import pir_ragged_batches
+    rng = np.random.RandomState(5)
+    generator = ProposalGenerator(pre_nms_top_n=12, post_nms_top_n=post_nms_top_n,
+                                  nms_thresh=0.5, min_size=0.)
+
+    class Head:
+        export_onnx, training, test_proposal, train_proposal = False, False, generator, generator
+
+    scores, deltas, anchors = [], [], []
+    for size, stride in ((4, 4), (2, 8)):
+        ys, xs = np.meshgrid(np.arange(size) * stride, np.arange(size) * stride, indexing='ij')
+        level = np.stack([xs, ys, xs + 2 * stride, ys + 2 * stride], -1).reshape(-1, 4)
+        anchors.append(paddle.to_tensor(level.astype('float32')))
+        scores.append(paddle.to_tensor(rng.rand(2, 1, size, size).astype('float32')))
+        deltas.append(paddle.to_tensor(rng.uniform(-.3, .3, (2, 4, size, size)).astype('float32')))
+    inputs = {'im_shape': paddle.to_tensor([[16., 16.], [16., 12.]])}
+
+    per_image, per_image_num = RPNHead._gen_proposal(Head(), scores, deltas, anchors, inputs)
+    batched, batched_num = pir_ragged_batches.batched_proposals(Head(), scores, deltas, anchors,
+                                                                inputs)
+    assert len(batched) == 1
+    assert batched_num.numpy().tolist() == per_image_num.numpy().tolist()
+    np.testing.assert_array_equal(batched[0].numpy(),
+                                  np.concatenate([r.numpy() for r in per_image]))
+    if post_nms_top_n == 100:  # NMS leaves each image its own count: a ragged batch
+        assert per_image_num[0] != per_image_num[1]
+
+
+def test_batched_rcnn_box_equals_the_per_image_form():
+    from ppdet.modeling.layers import RCNNBox
+    from ppdet_gcnet.compat import pir_ragged_batches
+    from ppdet_gcnet.compat._patching import installed
+    rng = np.random.RandomState(2)
+    box = RCNNBox(num_classes=2)
+    rois = [paddle.to_tensor(np.array(r, 'float32')) for r in
+            ([[0, 0, 8, 8], [4, 4, 30, 20], [10, 2, 12, 9]], [[1, 1, 5, 5]])]
+    rois_num = paddle.to_tensor(np.array([3, 1], 'int32'))
+    head_out = (paddle.to_tensor(rng.uniform(-1, 1, (4, 8)).astype('float32')),
+                paddle.to_tensor(rng.rand(4, 3).astype('float32')))
+    im_shape = paddle.to_tensor([[16., 24.], [6., 6.]])  # the second image clips hard
+    (want, want_num), want_scores = installed(RCNNBox, '__call__')(
+        box, head_out, (rois, rois_num), im_shape, None)
+    (got, got_num), got_scores = pir_ragged_batches.batched_rcnn_box(
+        box, head_out, ([paddle.concat(rois)], rois_num), im_shape, None)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(got_scores.numpy(), want_scores.numpy())
+    assert got.numpy()[3].max() <= 6

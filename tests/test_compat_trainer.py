@@ -20,7 +20,7 @@ _NORMALIZE = ("{NormalizeImage: {is_scale: true, mean: [0.485, 0.456, 0.406], "
 
 
 def write_tiny_config(repo_root, dataset_root, directory, name='tiny_gc', base=GC_CONFIG,
-                      backbone='GCResNet'):
+                      backbone='GCResNet', test_proposals=64):
     """The GC row's config (Mask R-CNN, GC c3-c5 r16 add) on the shapes data, shrunk for a test:
     depth 18, narrow FPN and heads, 128x128 images, one epoch. Returns the config file's path;
     its file name is what ppdet names output and export directories after."""
@@ -36,7 +36,7 @@ pretrain_weights: null
 FPN: {{out_channel: 64}}
 RPNHead:
   train_proposal: {{pre_nms_top_n: 200, post_nms_top_n: 64}}
-  test_proposal: {{pre_nms_top_n: 200, post_nms_top_n: 64}}
+  test_proposal: {{pre_nms_top_n: 200, post_nms_top_n: {test_proposals}}}
 BBoxAssigner: {{batch_size_per_im: 32}}
 TwoFCHead: {{out_channel: 128}}
 MaskFeat: {{num_convs: 1, out_channel: 64}}

@@ -55,21 +55,29 @@ def exported(repo_root, shapes_dataset, tmp_path_factory):
     from ppdet.core.workspace import load_config
     from ppdet.engine import Trainer
     work = tmp_path_factory.mktemp('export')
-    config = write_tiny_config(repo_root, shapes_dataset, str(work))
+    # Up to 1000 proposals per image: fewer survive NMS, and different numbers per image, so a
+    # batch has images with different proposal and detection counts.
+    config = write_tiny_config(repo_root, shapes_dataset, str(work), test_proposals=1000)
     paddle.seed(7)
     with unique_name.guard():
         model = Trainer(load_config(config), mode='test').model
     weights = str(work / 'random_init')
     paddle.save(model.state_dict(), weights + '.pdparams')
 
-    image = os.path.join(shapes_dataset, 'val', sorted(os.listdir(
-        os.path.join(shapes_dataset, 'val')))[0])
-    # As is, and resized to 96x160 (non-unit scale factors: boxes are mapped back and clipped).
-    cases = [model_inputs(image), model_inputs(image, height=96, width=160)]
+    images = [os.path.join(shapes_dataset, 'val', name)
+              for name in sorted(os.listdir(os.path.join(shapes_dataset, 'val')))]
+    # As is, resized to 96x160 (non-unit scale factors: boxes are mapped back and clipped), and
+    # the second image (for a batch of two).
+    cases = [model_inputs(images[0]), model_inputs(images[0], height=96, width=160),
+             model_inputs(images[1])]
     model.eval()
     with paddle.no_grad():
         eager = [{k: v.numpy() for k, v in model(
             {k: paddle.to_tensor(v) for k, v in inputs.items()}).items()} for inputs in cases]
+        for inputs, outputs in zip(cases, eager):  # how many proposals each image gets
+            tensors = {k: paddle.to_tensor(v) for k, v in inputs.items()}
+            features = model.neck(model.backbone(tensors))
+            outputs['proposals'] = int(model.rpn_head(features, tensors)[1][0])
 
     output_dir = work / 'inference'
     run = subprocess.run(
@@ -120,6 +128,23 @@ def test_onednn_inference_runs_and_matches_dygraph(exported, case):
     np.testing.assert_allclose(boxes[:, 1], eager['bbox'][:, 1], atol=1e-4)
     np.testing.assert_allclose(boxes[:, 2:], eager['bbox'][:, 2:], atol=1e-2)
     assert (masks != eager['mask']).mean() < 1e-3
+
+
+def test_a_batch_gives_each_images_own_results(exported):
+    # Images whose proposal and detection counts differ: per-image lists in the traced program
+    # would have to join tensors of different sizes (see compat.pir_ragged_batches).
+    model_dir, cases = exported
+    (first, first_eager), (second, second_eager) = cases[0], cases[2]
+    batch = {k: np.concatenate([first[k], second[k]]) for k in first}
+    boxes, counts, masks = run_inference(model_dir, batch)
+    assert counts.tolist() == [int(first_eager['bbox_num'][0]), int(second_eager['bbox_num'][0])]
+    assert counts[0] != counts[1]
+    assert first_eager['proposals'] != second_eager['proposals']
+    expected = np.concatenate([first_eager['bbox'], second_eager['bbox']])
+    np.testing.assert_array_equal(boxes[:, 0], expected[:, 0])
+    np.testing.assert_allclose(boxes[:, 1:], expected[:, 1:], rtol=1e-5, atol=1e-4)
+    expected_masks = np.concatenate([first_eager['mask'], second_eager['mask']])
+    assert masks.shape == expected_masks.shape and (masks != expected_masks).mean() < 1e-4
 
 
 def test_missing_weights_is_a_one_line_error(repo_root, tmp_path):

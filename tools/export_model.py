@@ -12,9 +12,8 @@ config is loaded. Before tracing, `ppdet_gcnet.deploy.make_onednn_safe` swaps FP
 upsampling and the GC blocks' multi-axis LayerNorm for equal functions that Paddle Inference's
 oneDNN (the CPU default) can run; the weights and outputs stay the same.
 
-Run the exported Mask R-CNN one image at a time: in a batch whose images get different numbers
-of proposals or detections, Paddle 3.3.1's PIR executor refuses to concatenate the per-image
-results (`array_to_tensor` requires equal shapes) and `run()` fails.
+The exported Mask R-CNN takes a batch of images (of one padded size): `ppdet_gcnet.compat`'s
+pir_ragged_batches fix keeps its per-image results joinable under PIR.
 """
 import os
 

@@ -12,24 +12,28 @@ default of `to_static`, and Pillow 10 removed `ImageDraw.textsize`; upstream Pad
     visualizer_text_size  visualizer.draw_bbox              ImageDraw.textsize gone (Pillow 10)
     export_full_graph     Trainer._get_infer_cfg_and_input_spec   to_static without full_graph
     multiclass_nms_pir    ops.multiclass_nms                legacy op builder under PIR
+    pir_ragged_batches    RPNHead._gen_proposal, RCNNBox.__call__, get_pred, static graph
+                          only: per-image lists PIR cannot join when their sizes differ
 
 Its `probe()` runs the installed code on a tiny input (export_full_graph: a source check plus a
-tiny Paddle check) and reports whether the defect is present; its `apply()` replaces the one
-wrong function, idempotently. Importing this package applies every fix whose probe fires, so a
-PaddleDetection that already behaves is left untouched; `applied_fixes()` names the fixes
+tiny Paddle check; pir_ragged_batches: traced into a PIR program) and reports whether the defect
+is present; its `apply()` replaces the wrong function(s), idempotently. A later fix may replace
+an earlier fix's replacement (pir_ragged_batches adds the static-graph path on top of the 0-D
+fixes and hands dygraph to them). Importing this package applies every fix whose probe fires, so
+a PaddleDetection that already behaves is left untouched; `applied_fixes()` names the fixes
 applied in this process.
 """
 import logging
 
 from . import (bbox_post_process, export_full_graph, mask_targets, multiclass_nms_pir,
-               proposal_targets, rpn_proposals, visualizer_text_size)
+               pir_ragged_batches, proposal_targets, rpn_proposals, visualizer_text_size)
 
 logger = logging.getLogger(__name__)
 
 # Order follows the Mask R-CNN pipeline; every entry has NAME, probe(), apply() and
 # replaced_attributes().
 FIXES = (rpn_proposals, proposal_targets, mask_targets, bbox_post_process, visualizer_text_size,
-         export_full_graph, multiclass_nms_pir)
+         export_full_graph, multiclass_nms_pir, pir_ragged_batches)
 
 _applied = []
 

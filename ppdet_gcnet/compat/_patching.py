@@ -8,7 +8,13 @@ FIX_MARK = '__ppdet_gcnet_fix__'
 
 
 def is_replaced(owner, name, fix_name):
-    return getattr(getattr(owner, name, None), FIX_MARK, None) == fix_name
+    """True if `fix_name` replaced `owner.name`, even if a later fix replaced it in turn."""
+    current = getattr(owner, name, None)
+    while current is not None:
+        if getattr(current, FIX_MARK, None) == fix_name:
+            return True
+        current = getattr(current, '__wrapped_original__', None)
+    return False
 
 
 def replace(owner, name, replacement, fix_name):
@@ -21,10 +27,18 @@ def replace(owner, name, replacement, fix_name):
     return True
 
 
-def original(owner, name):
-    """The attribute this project replaced on `owner` (or the current one if untouched)."""
+def original(replacement):
+    """What `replacement` replaced: the function it hands the cases it does not handle to.
+    (Fixes can stack: a later fix may replace an earlier fix's replacement.)"""
+    return replacement.__wrapped_original__
+
+
+def installed(owner, name):
+    """The attribute as the installed ppdet defines it, under any replacements made here."""
     current = getattr(owner, name)
-    return getattr(current, '__wrapped_original__', current)
+    while hasattr(current, '__wrapped_original__'):
+        current = current.__wrapped_original__
+    return current
 
 
 def leading_count(tensor):

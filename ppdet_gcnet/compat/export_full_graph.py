@@ -49,7 +49,7 @@ def full_graph_by_default():
 
 def get_infer_cfg_and_input_spec(self, *args, **kwargs):
     with full_graph_by_default():
-        return original(_trainer_class(), METHOD)(self, *args, **kwargs)
+        return original(get_infer_cfg_and_input_spec)(self, *args, **kwargs)
 
 
 def _double(x):

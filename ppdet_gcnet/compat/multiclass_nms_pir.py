@@ -43,7 +43,7 @@ def multiclass_nms(bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_t
                    return_rois_num=True, rois_num=None, name=None):
     """ppdet's `multiclass_nms` contract: returns (detections, counts or None, index or None)."""
     if not _in_pir_static_graph():
-        return original(_ops_module(), 'multiclass_nms')(
+        return original(multiclass_nms)(
             bboxes, scores, score_threshold, nms_top_k, keep_top_k, nms_threshold, normalized,
             nms_eta, background_label, return_index, return_rois_num, rois_num, name)
     from paddle import _C_ops

@@ -31,8 +31,7 @@ def gen_proposal(self, scores, bbox_deltas, anchors, inputs):
     """Top proposals per image over all FPN levels; returns (list of rois, counts [batch])."""
     import paddle
     if self.export_onnx:
-        return original(_rpn_head_class(), '_gen_proposal')(self, scores, bbox_deltas, anchors,
-                                                             inputs)
+        return original(gen_proposal)(self, scores, bbox_deltas, anchors, inputs)
     prop_gen = self.train_proposal if self.training else self.test_proposal
     im_shape = inputs['im_shape']
     rois_per_image, counts = [], []
