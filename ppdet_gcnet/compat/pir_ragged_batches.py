@@ -11,9 +11,8 @@ image, or on a batch whose images happen to get equal counts, and fails on any o
 Dygraph is not affected (lists stay Python lists). Upstream PaddleDetection keeps these loops;
 this is a Paddle 3 limitation the project works around, not an upstream fix it restores.
 
-Restores: batched inference of the exported model as under Paddle 2.x's program (LoD tensor
-arrays joined whatever their sizes): for a batch, the per-image results are those of each
-image run alone, concatenated in image order.
+Restores: batched inference of the exported model, as the dygraph model does it: for a batch,
+the per-image results are those of each image run alone, concatenated in image order.
 
 Fix: in a static graph only (dygraph and training keep ppdet's per-image code), the three are
 computed without per-image lists, from the per-image counts: `repeat_interleave` gives each row
