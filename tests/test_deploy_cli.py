@@ -13,7 +13,8 @@ from deploy.python import infer
 from deploy.python.image_io import read_image_rgb
 from deploy.python.model_files import load_model_files
 from deploy.python.predictor import PredictorOptions
-from tests.test_deploy_fixtures import (DETECTIONS, LABELS, deploy_model, random_rgb,  # noqa: F401
+from tests.test_deploy_fixtures import (DETECTIONS, LABELS, deploy_model,  # noqa: F401
+                                        dygraph_model, pasted_mask_model, random_rgb,
                                         shapes_image, write_image)
 
 
@@ -73,11 +74,11 @@ def test_image_dir_with_odd_and_broken_files(deploy_model, tmp_path):
             assert decode_rle(det['segmentation']).shape == (record['height'], record['width'])
 
 
-def test_large_image_path_agrees_with_full_resolution_path(deploy_model, shapes_image,
+def test_large_image_path_agrees_with_full_resolution_path(pasted_mask_model, shapes_image,
                                                           monkeypatch):
-    """Images over FULL_RES_MASK_PIXELS run in resized coordinates; boxes and masks mapped back
-    must agree with the exact path on the same image."""
-    model = load_model_files(deploy_model[2])
+    """With in-graph pasted masks, images over FULL_RES_MASK_PIXELS run in resized coordinates;
+    boxes and masks mapped back must agree with the exact path on the same image."""
+    model = load_model_files(pasted_mask_model[2])
     detector = infer.Detector(model, PredictorOptions())
     image = read_image_rgb(shapes_image)
     exact = detector.predict([image], 0.0)[0]
@@ -108,14 +109,25 @@ def test_masks_in_resized_coordinates_map_back_exactly():
     np.testing.assert_array_equal(dets['masks'][0], expected)
 
 
-def test_very_large_image(deploy_model, tmp_path):
+@pytest.mark.parametrize('fixture', ['deploy_model', 'pasted_mask_model'])
+def test_very_large_image(fixture, request, tmp_path):
     path = write_image(tmp_path / 'huge.jpg', cv2.resize(random_rgb(100, 150), (3000, 2000)))
-    model = load_model_files(deploy_model[2])
+    model = load_model_files(request.getfixturevalue(fixture)[2])
     detector = infer.Detector(model, PredictorOptions())
     (dets,) = detector.predict([read_image_rgb(path)], 0.0)
     assert dets['masks'].shape == (DETECTIONS, 2000, 3000)
+    assert dets['masks'].any()
     assert (dets['boxes'] >= 0).all() and (dets['boxes'][:, [0, 2]] <= 3000).all() \
         and (dets['boxes'][:, [1, 3]] <= 2000).all()
+
+
+def test_raw_mask_paste_fills_exactly_its_box():
+    """Probability 1 over the whole 28x28 mask -> the box's pixels, nothing else."""
+    from deploy.python.results import paste_masks
+    masks = paste_masks(np.ones((1, 28, 28), np.float32), np.array([[10, 5, 30, 15.0]]), 20, 40)
+    expected = np.zeros((20, 40), np.uint8)
+    expected[5:15, 10:30] = 1
+    np.testing.assert_array_equal(masks[0], expected)
 
 
 def test_benchmark_report(deploy_model, shapes_image, tmp_path, capsys):

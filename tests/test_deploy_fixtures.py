@@ -76,20 +76,40 @@ def model_inputs_for(arrays):
     return {k: paddle.to_tensor(v) for k, v in arrays.items()}
 
 
-@pytest.fixture(scope='session')
-def deploy_model(repo_root, tmp_path_factory, shapes_image):
-    """(cfg, dygraph model, export dir); the dygraph model keeps ppdet's own FPN/LayerNorm."""
-    import paddle
+def export_copy(repo_root, tmp_path_factory, image, model, name, raw_masks):
     from ppdet_gcnet.deploy.export import export_for_deploy
+    import paddle
+    export_dir = str(tmp_path_factory.mktemp('export') / name)
+    cfg, exported = build_model(repo_root, image)
+    exported.set_state_dict(model.state_dict())
+    export_for_deploy(cfg, exported, export_dir, label_list=LABELS, raw_masks=raw_masks)
+    paddle.disable_static()
+    return export_dir
+
+
+@pytest.fixture(scope='session')
+def dygraph_model(repo_root, shapes_image):
+    """(cfg, dygraph model, preprocessed test image); the model keeps ppdet's own FPN,
+    LayerNorm and mask pasting."""
     image = preprocessed(shapes_image)
     cfg, model = build_model(repo_root, image)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    export_dir = str(tmp_path_factory.mktemp('export') / 'gc_add_shapes')
-    _, exported = build_model(repo_root, image)
-    exported.set_state_dict(state)
-    export_for_deploy(cfg, exported, export_dir, label_list=LABELS)
-    paddle.disable_static()
-    return cfg, model, export_dir
+    return cfg, model, image
+
+
+@pytest.fixture(scope='session')
+def deploy_model(repo_root, tmp_path_factory, dygraph_model):
+    """(cfg, dygraph model, export dir) of the default export: masks output raw (`mask_output:
+    raw`), pasted by deploy."""
+    cfg, model, image = dygraph_model
+    return cfg, model, export_copy(repo_root, tmp_path_factory, image, model, 'gc_add_raw', True)
+
+
+@pytest.fixture(scope='session')
+def pasted_mask_model(repo_root, tmp_path_factory, dygraph_model):
+    """The same weights exported with PaddleDetection's in-graph mask pasting."""
+    cfg, model, image = dygraph_model
+    return cfg, model, export_copy(repo_root, tmp_path_factory, image, model, 'gc_add_pasted',
+                                   False)
 
 
 @pytest.fixture(scope='session')

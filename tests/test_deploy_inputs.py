@@ -12,7 +12,8 @@ from deploy.python.errors import DeployError
 from deploy.python.image_io import list_images, read_image_rgb
 from deploy.python.model_files import load_model_files
 from deploy.python.predictor import PredictorOptions, create_predictor
-from tests.test_deploy_fixtures import deploy_model, random_rgb, shapes_image, write_image  # noqa: F401
+from tests.test_deploy_fixtures import (deploy_model, dygraph_model, random_rgb,  # noqa: F401
+                                        shapes_image, write_image)
 
 
 def test_color_jpeg_is_rgb(tmp_path):

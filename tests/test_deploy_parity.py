@@ -1,5 +1,6 @@
-"""The exported model agrees with the dygraph model (plain kernels and oneDNN fp32), the
-oneDNN-safe rewrites are exact, and deploy preprocessing equals PaddleDetection's reader."""
+"""The exported model agrees with the dygraph model (plain kernels and oneDNN fp32; raw and
+in-graph pasted masks), deploy's mask pasting equals PaddleDetection's, the oneDNN-safe rewrites
+are exact, and deploy preprocessing equals PaddleDetection's reader."""
 import numpy as np
 import paddle
 import pytest
@@ -9,12 +10,15 @@ from deploy.python.model_files import load_model_files
 from deploy.python.predictor import (PredictorOptions, create_predictor, find_onednn_unsafe_ops,
                                      run_predictor)
 from deploy.python.preprocess import build_preprocess, preprocess_image
-from tests.test_deploy_fixtures import DETECTIONS, deploy_model, shapes_image  # noqa: F401
+from ppdet_gcnet.deploy import RawMaskOutput
+from tests.test_deploy_fixtures import (DETECTIONS, deploy_model, dygraph_model,  # noqa: F401
+                                        pasted_mask_model, shapes_image)
 
 # Tight: same weights, same input; only kernel arithmetic differs.
 BOX_ATOL_PX = 0.05
 SCORE_ATOL = 1e-4
 MASK_MISMATCH_MAX = 0.002  # fraction of mask pixels, over all detections
+PROBABILITY_ATOL = 1e-4
 
 
 def model_inputs(export_dir, image_path):
@@ -25,9 +29,16 @@ def model_inputs(export_dir, image_path):
                    'scale_factor': info['scale_factor'][None]}
 
 
-def dygraph_outputs(model, inputs):
-    with paddle.no_grad():
-        out = model({k: paddle.to_tensor(v) for k, v in inputs.items()})
+def dygraph_outputs(model, inputs, raw_masks=False):
+    """Boxes and masks of the dygraph model: pasted (ppdet's MaskPostProcess) or raw."""
+    pasting = model.mask_post_process
+    if raw_masks:
+        model.mask_post_process = RawMaskOutput()
+    try:
+        with paddle.no_grad():
+            out = model({k: paddle.to_tensor(v) for k, v in inputs.items()})
+    finally:
+        model.mask_post_process = pasting
     return out['bbox'].numpy(), out['mask'].numpy()
 
 
@@ -49,20 +60,53 @@ def assert_agree(dy_boxes, dy_masks, outputs):
     assert len(set(order.tolist())) == len(order), "two dygraph boxes matched one exported box"
     np.testing.assert_allclose(boxes[order, 2:], dy_boxes[:, 2:], atol=BOX_ATOL_PX, rtol=0)
     np.testing.assert_allclose(boxes[order, 1], dy_boxes[:, 1], atol=SCORE_ATOL, rtol=0)
-    assert masks.shape == dy_masks.shape
-    mismatch = float((masks[order] != dy_masks).mean())
-    assert mismatch <= MASK_MISMATCH_MAX, f"{mismatch:.4%} of mask pixels differ"
-    assert dy_masks.any(), "masks are all empty: the comparison would prove nothing"
+    assert masks.shape == dy_masks.shape and masks.dtype == dy_masks.dtype
+    if np.issubdtype(masks.dtype, np.floating):
+        np.testing.assert_allclose(masks[order], dy_masks, atol=PROBABILITY_ATOL, rtol=0)
+        assert 0.2 < float((dy_masks >= 0.5).mean()) < 0.8, "masks too one-sided to test"
+    else:
+        mismatch = float((masks[order] != dy_masks).mean())
+        assert mismatch <= MASK_MISMATCH_MAX, f"{mismatch:.4%} of mask pixels differ"
+        assert dy_masks.any(), "masks are all empty: the comparison would prove nothing"
 
 
 @pytest.mark.parametrize('enable_mkldnn', [False, True], ids=['plain', 'onednn_fp32'])
 def test_exported_matches_dygraph(deploy_model, shapes_image, enable_mkldnn):
     _, dygraph, export_dir = deploy_model
     model, inputs = model_inputs(export_dir, shapes_image)
-    dy_boxes, dy_masks = dygraph_outputs(dygraph, inputs)
+    assert model.raw_masks
+    dy_boxes, dy_masks = dygraph_outputs(dygraph, inputs, raw_masks=True)
     predictor = create_predictor(model, PredictorOptions(cpu_threads=1,
                                                          enable_mkldnn=enable_mkldnn))
     assert_agree(dy_boxes, dy_masks, run_predictor(predictor, inputs))
+
+
+def test_exported_pasted_masks_match_dygraph(pasted_mask_model, shapes_image):
+    _, dygraph, export_dir = pasted_mask_model
+    model, inputs = model_inputs(export_dir, shapes_image)
+    assert not model.raw_masks
+    dy_boxes, dy_masks = dygraph_outputs(dygraph, inputs)
+    predictor = create_predictor(model, PredictorOptions(cpu_threads=1, enable_mkldnn=True))
+    assert_agree(dy_boxes, dy_masks, run_predictor(predictor, inputs))
+
+
+def test_deploy_pasting_equals_paddledetection(dygraph_model, shapes_image):
+    """deploy's per-box paste of raw probabilities == ppdet's in-graph full-canvas paste."""
+    from deploy.python.results import paste_masks
+    _, dygraph, _ = dygraph_model
+    _, inputs = model_inputs_for_image(shapes_image)
+    boxes, pasted = dygraph_outputs(dygraph, inputs)
+    _, raw = dygraph_outputs(dygraph, inputs, raw_masks=True)
+    ours = paste_masks(raw, boxes[:, 2:], *pasted.shape[1:])
+    assert pasted.any()
+    mismatch = float((ours != pasted).sum() / max(pasted.sum(), 1))
+    # float32 rounding of the two samplers flips pixels whose probability is 0.5 +- 1e-6
+    assert mismatch <= 0.005, f"{mismatch:.3%} of mask pixels differ"
+
+
+def model_inputs_for_image(image_path):
+    from tests.test_deploy_fixtures import preprocessed
+    return None, preprocessed(image_path)
 
 
 def test_export_is_onednn_safe(deploy_model):

@@ -28,9 +28,10 @@ from deploy.python.timing import StageTimer, format_table  # noqa: E402
 from deploy.python.visualize import (draw_detections, output_image_path,  # noqa: E402
                                      save_visualization)
 
-# Above this many original pixels the graph works in resized-image coordinates and masks are
-# upscaled per kept detection afterwards: the exported graph pastes every one of up to 100 masks
-# at the original size, which for large photos means gigabytes (100 x 4000 x 3000 x 4 bytes).
+# For exports whose graph pastes masks (PaddleDetection's default, not `mask_output: raw`): above
+# this many original pixels the graph works in resized-image coordinates and masks are upscaled
+# per kept detection afterwards, since the graph pastes every one of up to 100 masks at the
+# original size, which for large photos means gigabytes (100 x 4000 x 3000 x 4 bytes).
 FULL_RES_MASK_PIXELS = 1920 * 1080
 
 
@@ -66,11 +67,12 @@ def build_parser():
     return p
 
 
-def plan_inputs(image, info):
-    """Feed the true scale factor (graph maps to original pixels), or 1.0 for large images (graph
-    stays in resized pixels). Returns (im_shape, scale_factor, rescale for split_per_image)."""
+def plan_inputs(info, raw_masks):
+    """Feed the true scale factor (graph maps to original pixels), or 1.0 for large images when
+    the graph pastes masks (graph stays in resized pixels). Returns (im_shape, scale_factor,
+    rescale for split_per_image)."""
     height, width = info['origin_shape']
-    if height * width <= FULL_RES_MASK_PIXELS:
+    if raw_masks or height * width <= FULL_RES_MASK_PIXELS:
         return info['im_shape'], info['scale_factor'], None
     return info['im_shape'], np.ones(2, np.float32), tuple(float(s) for s in info['scale_factor'])
 
@@ -90,7 +92,7 @@ class Detector:
             tensors, infos, shapes, factors, rescales = [], [], [], [], []
             for image in images_rgb:
                 tensor, info = preprocess_image(image, self.preprocess_ops)
-                im_shape, factor, rescale = plan_inputs(tensor, info)
+                im_shape, factor, rescale = plan_inputs(info, self.model.raw_masks)
                 tensors.append(tensor), infos.append(info), rescales.append(rescale)
                 shapes.append(im_shape), factors.append(factor)
             inputs = {'image': stack_batch(tensors), 'im_shape': np.stack(shapes),

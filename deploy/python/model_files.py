@@ -30,6 +30,11 @@ class ModelFiles:
         return self.infer_cfg['Preprocess']
 
     @property
+    def raw_masks(self):
+        """True when the graph outputs mask probabilities for deploy to paste."""
+        return self.infer_cfg.get('mask_output') == 'raw'
+
+    @property
     def draw_threshold(self):
         return float(self.infer_cfg.get('draw_threshold', 0.5))
 

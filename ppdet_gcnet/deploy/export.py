@@ -11,6 +11,7 @@ import paddle
 from paddle.static import InputSpec
 
 from .onednn_safe import make_onednn_safe
+from .raw_masks import use_raw_masks
 
 INPUT_SPEC = [{
     'image': InputSpec([None, 3, None, None], 'float32', 'image'),
@@ -58,23 +59,30 @@ def calibrate_batch_norm(model, inputs):
     return model
 
 
-def export_for_deploy(cfg, model, output_dir, label_list=None):
-    """Trace `model` (eval mode, oneDNN-safe) and write the three export files to `output_dir`."""
+def export_for_deploy(cfg, model, output_dir, label_list=None, raw_masks=True):
+    """Trace `model` (eval mode, oneDNN-safe) and write the three export files to `output_dir`.
+    With `raw_masks` (and a mask head), the graph outputs [N, 28, 28] mask probabilities that
+    deploy pastes (`mask_output: raw` in infer_cfg.yml); else PaddleDetection's pasted masks."""
     from ppdet.engine.export_utils import _dump_infer_config
     os.makedirs(output_dir, exist_ok=True)
     model.eval()
     make_onednn_safe(model)
+    raw_masks = raw_masks and getattr(model, 'mask_head', None) is not None
+    if raw_masks:
+        use_raw_masks(model)
     # ppdet_gcnet.compat (imported with ppdet_gcnet) makes ppdet 2.6's NMS traceable under PIR.
     import ppdet_gcnet  # noqa: F401
     static = paddle.jit.to_static(model, input_spec=INPUT_SPEC, full_graph=True)
     paddle.jit.save(static, os.path.join(output_dir, 'model'))
     cfg_path = os.path.join(output_dir, 'infer_cfg.yml')
     _dump_infer_config(cfg, cfg_path, [-1, 3, -1, -1], model)
+    import yaml
+    with open(cfg_path) as f:
+        infer_cfg = yaml.safe_load(f)
     if label_list is not None:
-        import yaml
-        with open(cfg_path) as f:
-            infer_cfg = yaml.safe_load(f)
         infer_cfg['label_list'] = list(label_list)
-        with open(cfg_path, 'w') as f:
-            yaml.safe_dump(infer_cfg, f, sort_keys=False)
+    if raw_masks:
+        infer_cfg['mask_output'] = 'raw'
+    with open(cfg_path, 'w') as f:
+        yaml.safe_dump(infer_cfg, f, sort_keys=False)
     return output_dir
