@@ -18,8 +18,9 @@ def box_iou(box, boxes):
 def agreement(ref_boxes, ref_masks, boxes, masks):
     """Match each reference detection ([class, score, x1, y1, x2, y2]) to the same-class box with
     the highest IoU. Returns matched fraction (IoU >= 0.9), worst box corner error and score error
-    over matched pairs, and the mean mask IoU of matched pairs."""
-    matched, box_err, score_err, mask_iou = 0, 0.0, 0.0, []
+    over matched pairs, and for their masks (binary, or probabilities thresholded at 0.5) the mean
+    IoU and, for probabilities, the worst absolute difference."""
+    matched, box_err, score_err, mask_iou, prob_err = 0, 0.0, 0.0, [], None
     for i, ref in enumerate(ref_boxes):
         same = np.where(boxes[:, 0] == ref[0])[0]
         if not len(same):
@@ -32,9 +33,14 @@ def agreement(ref_boxes, ref_masks, boxes, masks):
         box_err = max(box_err, float(np.abs(boxes[j, 2:] - ref[2:]).max()))
         score_err = max(score_err, float(abs(boxes[j, 1] - ref[1])))
         if ref_masks is not None and masks is not None:
-            a, b = ref_masks[i].astype(bool), masks[j].astype(bool)
+            a, b = ref_masks[i], masks[j]
+            if np.issubdtype(a.dtype, np.floating):
+                prob_err = max(prob_err or 0.0, float(np.abs(a - b).max()))
+                a, b = a >= 0.5, b >= 0.5
+            a, b = a.astype(bool), b.astype(bool)
             union = (a | b).sum()
             mask_iou.append(float((a & b).sum() / union) if union else 1.0)
     return {'matched_fraction': round(matched / max(len(ref_boxes), 1), 4),
             'max_box_error_px': round(box_err, 4), 'max_score_error': round(score_err, 6),
-            'mean_mask_iou': round(float(np.mean(mask_iou)), 5) if mask_iou else None}
+            'mean_mask_iou': round(float(np.mean(mask_iou)), 5) if mask_iou else None,
+            'max_mask_prob_error': None if prob_err is None else round(prob_err, 6)}
