@@ -1,0 +1,90 @@
+"""Per-op latency of exported models, side by side, from Paddle Inference's own profiler.
+
+    python deploy/op_breakdown.py --model_dirs EXPORT_A EXPORT_B [--enable_mkldnn] [--size 800 1333]
+
+Each model runs in its own process (the profiler reports when the predictor is destroyed) on the
+same random input; the top-level rows of its event summary (ms summed over one warm-up run and
+--runs runs; the profiler cannot leave the warm-up out) are divided by --runs + 1 and printed as one Markdown table, with each model's difference to
+the first: ops that only the later models have are what they add.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROW = re.compile(r'^(?P<name>\S+)\s+(?P<calls>\d+)\s+(?P<total>[\d.]+)\s')
+CHILD = (
+    'import json, sys, numpy as np\n'
+    'from paddle import inference\n'
+    'd, h, w, runs, threads, onednn = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), '
+    'int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"\n'
+    'x = {"image": np.random.RandomState(0).randn(1, 3, h, w).astype("float32"),\n'
+    '     "im_shape": np.array([[h, w]], "float32"), "scale_factor": np.ones((1, 2), "float32")}\n'
+    'def run():\n'
+    '    for n in p.get_input_names():\n'
+    '        t = p.get_input_handle(n); t.reshape(x[n].shape); t.copy_from_cpu(x[n])\n'
+    '    p.run()\n'
+    'c2 = inference.Config(d + "/model.json", d + "/model.pdiparams")\n'
+    'c2.disable_gpu(); c2.set_cpu_math_library_num_threads(threads); c2.enable_profile()\n'
+    'c2.enable_onednn() if onednn else c2.disable_onednn()\n'
+    'p = inference.create_predictor(c2)\n'
+    'for _ in range(runs + 1): run()\n'
+    'del p\n')
+
+
+def profile(model_dir, height, width, runs, threads, onednn):
+    """{op name: ms per run} from the top-level rows of the profiler's first event summary."""
+    proc = subprocess.run([sys.executable, '-c', CHILD, model_dir, str(height), str(width),
+                           str(runs), str(threads), '1' if onednn else '0'],
+                          capture_output=True, text=True, timeout=3600)
+    text = proc.stdout + proc.stderr
+    if proc.returncode != 0 or 'Event Summary' not in text:
+        raise RuntimeError(f"{model_dir}: profiling failed:\n{text[-2000:]}")
+    section = text.split('Event Summary', 1)[1].split('Profiling Report', 1)[0]
+    ops = {}
+    for line in section.splitlines():
+        match = ROW.match(line)  # top-level rows start in column 0
+        if match and not line.startswith(' '):
+            name = match['name']
+            ops[name] = ops.get(name, 0.0) + float(match['total']) / (runs + 1)
+    return ops
+
+
+def markdown(names, per_model, top):
+    order = sorted(set().union(*per_model), key=lambda op: -max(m.get(op, 0) for m in per_model))
+    header = '| op | ' + ' | '.join(f'{n} ms' for n in names) + ' | ' + ' | '.join(
+        f'{n} - {names[0]} ms' for n in names[1:]) + ' |'
+    lines = [header, '| --- |' + ' ---: |' * (2 * len(names) - 1)]
+    for op in order[:top]:
+        values = [m.get(op, 0.0) for m in per_model]
+        lines.append(f'| {op} | ' + ' | '.join(f'{v:.1f}' for v in values) + ' | ' + ' | '.join(
+            f'{v - values[0]:+.1f}' for v in values[1:]) + ' |')
+    totals = [sum(m.values()) for m in per_model]
+    lines.append('| **all ops** | ' + ' | '.join(f'{t:.1f}' for t in totals) + ' | ' + ' | '.join(
+        f'{t - totals[0]:+.1f}' for t in totals[1:]) + ' |')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--model_dirs', nargs='+', required=True)
+    p.add_argument('--size', type=int, nargs=2, default=[800, 1344], help='input tensor h w')
+    p.add_argument('--runs', type=int, default=2)
+    p.add_argument('--cpu_threads', type=int, default=2)
+    p.add_argument('--enable_mkldnn', action='store_true')
+    p.add_argument('--top', type=int, default=25)
+    p.add_argument('--output', help='also write the per-op figures as JSON here')
+    args = p.parse_args(argv)
+    names = [os.path.basename(os.path.normpath(d)) for d in args.model_dirs]
+    per_model = [profile(d, *args.size, args.runs, args.cpu_threads, args.enable_mkldnn)
+                 for d in args.model_dirs]
+    print(markdown(names, per_model, args.top))
+    if args.output:
+        with open(args.output, 'w') as f:
+            json.dump(dict(zip(names, per_model)), f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
