@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
-from test_compat_trainer import TINY_SIZE as SIZE, write_tiny_config
+from tiny_config import TINY_SIZE as SIZE, write_tiny_config
 
 
 def model_inputs(image_path, height=SIZE, width=SIZE):
