@@ -10,7 +10,7 @@ Stage indices follow ppdet's dygraph convention (`return_idx`, `dcn_v2_stages`):
 res2..res5, i.e. c2..c5. The paper's and the legacy zoo's "c3-c5" is `gc_stages: [1, 2, 3]`.
 """
 from ppdet.core.workspace import register, serializable
-from ppdet.modeling.backbones.resnet import ResNet, ResNet_cfg
+from ppdet.modeling.backbones.resnet import BottleNeck, ResNet, ResNet_cfg
 
 from .gc_block import (GCConfigError, GlobalContextBlock, check_fusion_types,
                        check_pooling_type, context_channels)
@@ -28,7 +28,9 @@ def _apply_context(layer, inputs, output):
 
 def _last_conv_norm(residual_block):
     """Last conv + norm of the residual branch: branch2c (bottleneck) or branch2b (basic)."""
-    return getattr(residual_block, 'branch2c', None) or residual_block.branch2b
+    if isinstance(residual_block, BottleNeck):
+        return residual_block.branch2c
+    return residual_block.branch2b
 
 
 @register
