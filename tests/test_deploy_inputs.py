@@ -3,7 +3,6 @@ options the machine cannot honour. Each gives a correct result or one clear Depl
 import os
 import shutil
 
-import cv2
 import numpy as np
 import pytest
 

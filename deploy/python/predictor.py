@@ -28,9 +28,6 @@ class PredictorOptions:
     enable_mkldnn: bool = False
     enable_mkldnn_bfloat16: bool = False
     batch_size: int = 1
-    trt_min_shape: int = 1
-    trt_max_shape: int = 1333
-    trt_opt_shape: int = 800
 
     def check(self):
         device = self.device.upper()
