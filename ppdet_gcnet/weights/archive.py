@@ -89,33 +89,33 @@ def _check_total(archive, sizes, limit):
                                  f"allowed {limit}")
 
 
+def _planned_members(archive, handle):
+    """The vetted plan of either format as (name in archive, relpath, is_dir, size, opener)."""
+    if isinstance(handle, tarfile.TarFile):
+        return [(m.name, relpath, is_dir, m.size, lambda m=m: handle.extractfile(m))
+                for m, relpath, is_dir in _plan_tar(handle, archive)]
+    return [(i.filename, relpath, is_dir, i.file_size, lambda i=i: handle.open(i))
+            for i, relpath, is_dir in _plan_zip(handle, archive)]
+
+
 def _extract_into(archive, root, limit):
     if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tar:
-            plan = _plan_tar(tar, archive)
-            _check_total(archive, [m.size for m, _, is_dir in plan if not is_dir], limit)
-            for member, relpath, is_dir in plan:
-                path = _target_path(root, relpath, archive, member.name)
-                if is_dir:
-                    os.makedirs(path, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                _write_member(tar.extractfile(member), path)
-        return
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            plan = _plan_zip(zf, archive)
-            _check_total(archive, [i.file_size for i, _, is_dir in plan if not is_dir], limit)
-            for info, relpath, is_dir in plan:
-                path = _target_path(root, relpath, archive, info.filename)
-                if is_dir:
-                    os.makedirs(path, exist_ok=True)
-                    continue
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with zf.open(info) as source:
-                    _write_member(source, path)
-        return
-    raise UnsafeArchiveError(f"{archive}: not a tar or zip archive")
+        handle = tarfile.open(archive)
+    elif zipfile.is_zipfile(archive):
+        handle = zipfile.ZipFile(archive)
+    else:
+        raise UnsafeArchiveError(f"{archive}: not a tar or zip archive")
+    with handle:
+        plan = _planned_members(archive, handle)
+        _check_total(archive, [size for _, _, is_dir, size, _ in plan if not is_dir], limit)
+        for name, relpath, is_dir, _, open_member in plan:
+            path = _target_path(root, relpath, archive, name)
+            if is_dir:
+                os.makedirs(path, exist_ok=True)
+                continue
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open_member() as source:
+                _write_member(source, path)
 
 
 def is_archive(path):
