@@ -156,3 +156,31 @@ def test_missing_weights_is_a_one_line_error(repo_root, tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1].startswith('error: weights: ')
     assert not any(tmp_path.iterdir())
+
+
+def test_raw_mask_export_runs_in_deploy_with_the_same_detections(exported, repo_root, tmp_path,
+                                                                 shapes_dataset):
+    # --raw_masks: the graph stops before mask pasting; deploy/python/infer.py pastes the kept
+    # masks itself. Same boxes as the pasted-mask export, masks present in the results.
+    model_dir, cases = exported
+    weights = os.path.join(os.path.dirname(os.path.dirname(model_dir)), 'random_init')
+    config = os.path.join(os.path.dirname(os.path.dirname(model_dir)), 'tiny_gc.yml')
+    run = subprocess.run(
+        [sys.executable, os.path.join(repo_root, 'tools', 'export_model.py'), '-c', config,
+         '-o', f'weights={weights}', '--output_dir', str(tmp_path / 'raw'), '--raw_masks'],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    raw_dir = str(tmp_path / 'raw' / 'tiny_gc')
+    with open(os.path.join(raw_dir, 'infer_cfg.yml')) as f:
+        assert yaml.safe_load(f)['mask_output'] == 'raw'
+    boxes, counts, masks = run_inference(raw_dir, cases[0][0])
+    assert counts.tolist() == cases[0][1]['bbox_num'].tolist()
+    np.testing.assert_allclose(boxes, cases[0][1]['bbox'], rtol=1e-5, atol=1e-4)
+    assert masks.shape[1:] == (28, 28) and masks.dtype == np.float32
+    image = os.path.join(shapes_dataset, 'val', 'val_00000.jpg')
+    run = subprocess.run(
+        [sys.executable, os.path.join(repo_root, 'deploy', 'python', 'infer.py'), '--model_dir',
+         raw_dir, '--image_file', image, '--threshold', '0', '--output_dir', str(tmp_path / 'out'),
+         '--save_results'], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / 'out' / 'results.json').is_file()
