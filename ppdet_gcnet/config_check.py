@@ -4,14 +4,14 @@ from .modeling import GCConfigError, GCResNet
 
 
 def _section_args(cfg, name):
-    section = cfg[name]
-    schema = getattr(section, 'schema', {})
-    unknown = sorted(k for k in section if schema and k not in schema)
+    """The registered module's constructor arguments as the config gives them."""
+    section = cfg[name]  # a SchemaDict: registration gave it the constructor's schema
+    unknown = sorted(k for k in section if k not in section.schema)
     if unknown:
         raise GCConfigError(f"{name}.{unknown[0]}: unknown key; {name} takes: "
-                            f"{', '.join(sorted(schema))}")
+                            f"{', '.join(sorted(section.schema))}")
     # SchemaDict answers missing keys with the constructor's default.
-    return {key: section[key] for key in schema} if schema else dict(section)
+    return {key: section[key] for key in section.schema}
 
 
 def check_config(cfg):
