@@ -189,7 +189,7 @@ def run(args):
     from deploy.agreement import agreement
     from deploy.model_cost import count_macs, count_parameters
     from deploy.python.cpu_features import has_bf16
-    from ppdet_gcnet.deploy.export import export_for_deploy
+    from ppdet_gcnet.deploy.export import export_model
 
     configs = [c for c in args.configs.split(',') if c]
     modes = [m for m in args.modes.split(',') if m]
@@ -219,7 +219,7 @@ def run(args):
         export_dirs[name] = os.path.join(args.output_dir, 'export', name)
         _, exported = build(name, args, inputs_np)
         exported.set_state_dict(model.state_dict())
-        export_for_deploy(cfg, exported, export_dirs[name])
+        export_model(cfg, exported, export_dirs[name], raw_masks=True)
         paddle.disable_static()
         del model, exported
         gc.collect()

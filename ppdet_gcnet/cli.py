@@ -128,10 +128,11 @@ def collect_images(infer_img=None, infer_dir=None):
 
 def run_tool(main):
     """Run a tool's main(); config and input errors end as one line on stderr, status 2."""
+    from .deploy.onnx_export import ExportError
     from .modeling import GCConfigError
     from .weights import WeightsError
     try:
         return main()
-    except (ToolError, GCConfigError, WeightsError) as error:
+    except (ToolError, GCConfigError, WeightsError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

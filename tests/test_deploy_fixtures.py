@@ -77,13 +77,11 @@ def model_inputs_for(arrays):
 
 
 def export_copy(repo_root, tmp_path_factory, image, model, name, raw_masks):
-    from ppdet_gcnet.deploy.export import export_for_deploy
-    import paddle
+    from ppdet_gcnet.deploy.export import export_model
     export_dir = str(tmp_path_factory.mktemp('export') / name)
     cfg, exported = build_model(repo_root, image)
     exported.set_state_dict(model.state_dict())
-    export_for_deploy(cfg, exported, export_dir, label_list=LABELS, raw_masks=raw_masks)
-    paddle.disable_static()
+    export_model(cfg, exported, export_dir, raw_masks=raw_masks, label_list=LABELS)
     return export_dir
 
 

@@ -6,11 +6,14 @@
 
 writes PaddleDetection's deploy layout in <output_dir>/<config name>/: the static program
 (`model.json`, Paddle 3's PIR format), its parameters (`model.pdiparams`) and `infer_cfg.yml`
-(preprocessing, labels, architecture) for deploy/python/infer.py. Built on ppdet's
-`Trainer.export`; the fixes it needs on Paddle 3 are applied by `ppdet_gcnet.compat` when the
-config is loaded. Before tracing, `ppdet_gcnet.deploy.make_onednn_safe` swaps FPN's nearest
-upsampling and the GC blocks' multi-axis LayerNorm for equal functions that Paddle Inference's
-oneDNN (the CPU default) can run; the weights and outputs stay the same.
+(preprocessing, labels, architecture) for deploy/python/infer.py, through the project's one
+exporter, `ppdet_gcnet.deploy.export.export_model`. Before tracing it swaps a few layers for
+equal functions in op forms the runtimes accept (`ppdet_gcnet.deploy.export_forms`: e.g. FPN's
+nearest upsampling and the GC blocks' multi-axis LayerNorm for Paddle Inference's oneDNN, the
+CPU default); the weights and outputs stay the same.
+
+With `--onnx`, `model.onnx` is written beside them (paddle2onnx; run it with
+`deploy/python/infer.py --backend onnxruntime` or `--backend openvino`).
 
 With `--raw_masks`, the graph outputs each kept detection's 28x28 mask probabilities instead of
 masks pasted at full image size (PaddleDetection's form, which costs seconds per image on CPU);
@@ -35,29 +38,21 @@ def make_parser():
     parser.add_argument("--raw_masks", action='store_true', default=False,
                         help="output raw 28x28 mask probabilities for deploy/python/infer.py "
                              "to paste (much faster on CPU) instead of pasted masks")
+    parser.add_argument("--onnx", action='store_true', default=False,
+                        help="also write model.onnx (ONNX Runtime, OpenVINO); needs paddle2onnx "
+                             "(pip install -r requirements-onnx.txt)")
     return parser
 
 
-def mark_raw_masks(infer_cfg_path):
-    """Tell deploy/python/infer.py that the graph's masks are raw probabilities."""
-    import yaml
-    with open(infer_cfg_path) as f:
-        infer_cfg = yaml.safe_load(f)
-    infer_cfg['mask_output'] = 'raw'
-    with open(infer_cfg_path + '.tmp', 'w') as f:
-        yaml.safe_dump(infer_cfg, f, sort_keys=False)
-    os.replace(infer_cfg_path + '.tmp', infer_cfg_path)
-
-
 def export_dir(cfg, output_dir):
-    """Where `Trainer.export` writes: <output_dir>/<config file name without extension>."""
+    """PaddleDetection's layout: <output_dir>/<config file name without extension>."""
     return os.path.join(output_dir, os.path.splitext(os.path.basename(cfg.filename))[0])
 
 
 def main(argv=None):
     args = parse_args(make_parser(), argv)
     cfg = load_tool_config(args, exclude_args=('config', 'opt', 'slim_config', 'output_dir',
-                                                'raw_masks'))
+                                                'raw_masks', 'onnx'))
     resolve_config_weights(cfg, keys=('weights', ))
     require_weights(cfg)
     if cfg.get('norm_type') == 'sync_bn':  # inference has no cross-device batch norm
@@ -65,20 +60,17 @@ def main(argv=None):
 
     from ppdet.engine import Trainer
     from ppdet.utils.logger import setup_logger
-    from ppdet_gcnet.deploy import make_onednn_safe
+    from ppdet_gcnet.deploy.export import export_model
+    if args.onnx:
+        from ppdet_gcnet.deploy.onnx_export import require_paddle2onnx
+        require_paddle2onnx()  # before the model is built: fail fast
     trainer = Trainer(cfg, mode='test')
     trainer.load_weights(cfg.weights)
-    switched = make_onednn_safe(trainer.model)
-    setup_logger('export_model').info(
-        'oneDNN-safe forms: %s', ', '.join(f'{name} x{count}' for name, count in switched.items()))
-    raw_masks = args.raw_masks and getattr(trainer.model, 'mask_head', None) is not None
-    if raw_masks:
-        from ppdet_gcnet.deploy.raw_masks import use_raw_masks
-        use_raw_masks(trainer.model)
-    trainer.export(args.output_dir)
+    logger = setup_logger('export_model')
     model_dir = export_dir(cfg, args.output_dir)
-    if raw_masks:
-        mark_raw_masks(os.path.join(model_dir, 'infer_cfg.yml'))
+    export_model(cfg, trainer.model, model_dir, raw_masks=args.raw_masks, onnx=args.onnx,
+                 log=logger.info)
+    logger.info('Exported to %s', model_dir)
     return model_dir
 
 

@@ -1,23 +1,21 @@
-"""Export a ppdet detector for Paddle Inference the way deploy/ expects it, oneDNN-safe.
+"""The project's one exporter: a ppdet detector -> PaddleDetection's deploy layout.
 
-Writes `<output_dir>/model.json`, `model.pdiparams` and `infer_cfg.yml` (PaddleDetection's own
-`_dump_infer_config`), after `make_onednn_safe`. Used by the deploy tests and deploy/benchmark.py;
-the project's `tools/export_model.py` is the user-facing exporter and should apply
-`make_onednn_safe` to the model the same way before tracing.
+`export_model(cfg, model, output_dir, raw_masks=..., onnx=...)` writes `model.json` (PIR program),
+`model.pdiparams`, `infer_cfg.yml` (ppdet's own `_dump_infer_config`, plus `mask_output: raw`
+for raw masks) and, when asked, `model.onnx`, into a temporary directory beside `output_dir`
+that is renamed into place when every file is written. The graph rewrites it applies before
+tracing are listed in `ppdet_gcnet.deploy.export_forms`. tools/export_model.py,
+deploy/benchmark.py and the tests all export through it. The helpers below it give random-weight
+models a realistic, fixed workload for tests and benchmarks.
 """
 import os
+import shutil
+import tempfile
 
 import paddle
 from paddle.static import InputSpec
 
-from .onednn_safe import make_onednn_safe
-from .raw_masks import use_raw_masks
-
-INPUT_SPEC = [{
-    'image': InputSpec([None, 3, None, None], 'float32', 'image'),
-    'im_shape': InputSpec([None, 2], 'float32', 'im_shape'),
-    'scale_factor': InputSpec([None, 2], 'float32', 'scale_factor'),
-}]
+from .export_forms import prepare_for_export
 
 
 def force_detections(model, count):
@@ -63,30 +61,84 @@ def calibrate_batch_norm(model, inputs):
     return model
 
 
-def export_for_deploy(cfg, model, output_dir, label_list=None, raw_masks=True):
-    """Trace `model` (eval mode, oneDNN-safe) and write the three export files to `output_dir`.
-    With `raw_masks` (and a mask head), the graph outputs [N, 28, 28] mask probabilities that
-    deploy pastes (`mask_output: raw` in infer_cfg.yml); else PaddleDetection's pasted masks."""
+def _input_spec(cfg):
+    """ppdet's export input spec; a fixed image size in TestReader.inputs_def is kept."""
+    image_shape = [None, 3, -1, -1]
+    inputs_def = (cfg.get('TestReader') or {}).get('inputs_def') or {}
+    if inputs_def.get('image_shape'):
+        shape = list(inputs_def['image_shape'])
+        image_shape = [None] + shape if len(shape) == 3 else shape
+    spec = [{
+        'image': InputSpec(image_shape, 'float32', 'image'),
+        'im_shape': InputSpec([image_shape[0], 2], 'float32', 'im_shape'),
+        'scale_factor': InputSpec([image_shape[0], 2], 'float32', 'scale_factor'),
+    }]
+    return spec, [-1] + image_shape[1:]
+
+
+def _write_infer_cfg(cfg, model, path, image_shape, label_list, raw_masks, onnx):
     from ppdet.engine.export_utils import _dump_infer_config
-    os.makedirs(output_dir, exist_ok=True)
-    model.eval()
-    make_onednn_safe(model)
-    raw_masks = raw_masks and getattr(model, 'mask_head', None) is not None
-    if raw_masks:
-        use_raw_masks(model)
-    # ppdet_gcnet.compat (imported with ppdet_gcnet) makes ppdet 2.6's NMS traceable under PIR.
-    import ppdet_gcnet  # noqa: F401
-    static = paddle.jit.to_static(model, input_spec=INPUT_SPEC, full_graph=True)
-    paddle.jit.save(static, os.path.join(output_dir, 'model'))
-    cfg_path = os.path.join(output_dir, 'infer_cfg.yml')
-    _dump_infer_config(cfg, cfg_path, [-1, 3, -1, -1], model)
     import yaml
-    with open(cfg_path) as f:
+    _dump_infer_config(cfg, path, image_shape, model)
+    with open(path) as f:
         infer_cfg = yaml.safe_load(f)
     if label_list is not None:
         infer_cfg['label_list'] = list(label_list)
     if raw_masks:
         infer_cfg['mask_output'] = 'raw'
-    with open(cfg_path, 'w') as f:
+    if onnx:
+        infer_cfg['onnx_file'] = 'model.onnx'
+    with open(path, 'w') as f:
         yaml.safe_dump(infer_cfg, f, sort_keys=False)
-    return output_dir
+
+
+def _replace_dir(staged, output_dir):
+    """Move the fully written `staged` directory to `output_dir`, replacing an older export."""
+    old = None
+    if os.path.exists(output_dir):
+        old = tempfile.mkdtemp(prefix='.old-', dir=os.path.dirname(output_dir))
+        os.rename(output_dir, os.path.join(old, 'export'))
+    os.rename(staged, output_dir)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_model(cfg, model, output_dir, raw_masks=False, onnx=False, label_list=None,
+                 log=None):
+    """Export `model` (built from `cfg`, weights loaded) to `output_dir`; returns {rewrite
+    name: counts} of the graph rewrites applied.
+
+    raw_masks: the graph outputs the mask head's [N, M, M] probabilities and deploy pastes the
+      kept ones (`mask_output: raw`); else PaddleDetection's in-graph pasted masks.
+    onnx: also write `model.onnx` (needs paddle2onnx; see ppdet_gcnet.deploy.onnx_export).
+    label_list: overrides the labels ppdet reads from the dataset's annotations.
+    """
+    if onnx:
+        from .onnx_export import require_paddle2onnx
+        require_paddle2onnx()
+    output_dir = os.path.abspath(output_dir)
+    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
+    # ppdet_gcnet.compat (applied on import) makes ppdet 2.6's NMS traceable under PIR.
+    import ppdet_gcnet  # noqa: F401
+    raw_masks = bool(raw_masks) and getattr(model, 'mask_head', None) is not None
+    applied = prepare_for_export(model, raw_masks=raw_masks, onnx=onnx)
+    if log:
+        log(f"export rewrites: {applied}")
+    input_spec, image_shape = _input_spec(cfg)
+    staged = tempfile.mkdtemp(prefix='.export-', dir=os.path.dirname(output_dir))
+    was_dynamic = paddle.in_dynamic_mode()
+    try:
+        static = paddle.jit.to_static(model, input_spec=input_spec, full_graph=True)
+        paddle.jit.save(static, os.path.join(staged, 'model'))
+        _write_infer_cfg(cfg, model, os.path.join(staged, 'infer_cfg.yml'), image_shape,
+                         label_list, raw_masks, onnx)
+        if onnx:
+            from .onnx_export import write_onnx
+            write_onnx(staged, log=log)
+        _replace_dir(staged, output_dir)
+    finally:
+        if was_dynamic and not paddle.in_dynamic_mode():
+            paddle.disable_static()
+        if os.path.exists(staged):
+            shutil.rmtree(staged, ignore_errors=True)
+    return applied

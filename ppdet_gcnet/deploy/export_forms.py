@@ -1,0 +1,31 @@
+"""The graph rewrites an export applies to the eval-mode model before tracing, in one place.
+
+Each rewrite swaps a layer (or a post-processing callable) for one computing the same function
+in op forms the target runtime accepts. `prepare_for_export` runs them in `EXPORT_FORMS` order;
+`ONNX_FORMS` are added when the export also writes `model.onnx`. A new rewrite is one entry:
+`(name, function(model) -> count or dict of counts)`.
+"""
+from .onednn_safe import make_onednn_safe
+from .raw_masks import use_raw_masks
+
+# Always applied: Paddle Inference with oneDNN (the CPU default) needs them.
+EXPORT_FORMS = [
+    ('onednn_safe', make_onednn_safe),
+]
+
+# Applied when exporting for ONNX as well (see ppdet_gcnet.deploy.onnx_forms).
+ONNX_FORMS = []
+
+
+def prepare_for_export(model, raw_masks=False, onnx=False):
+    """Apply the export rewrites to `model` in place (eval mode). Returns {name: counts}.
+    `raw_masks`: the graph outputs [N, M, M] mask probabilities (a model without a mask head
+    ignores it)."""
+    model.eval()
+    applied = {}
+    forms = list(EXPORT_FORMS) + (list(ONNX_FORMS) if onnx else [])
+    if raw_masks and getattr(model, 'mask_head', None) is not None:
+        forms.append(('raw_masks', lambda m: int(use_raw_masks(m) is m)))
+    for name, rewrite in forms:
+        applied[name] = rewrite(model)
+    return applied
