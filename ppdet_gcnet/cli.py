@@ -52,17 +52,27 @@ def parse_args(parser, argv=None):
     return args
 
 
+def config_path(value):
+    """`-c` value -> config file: a path, or the name of a bundled config
+    (`gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml`)."""
+    from .config_files import bundled_model_configs, find_config
+    path = find_config(value)
+    if path is None:
+        raise ToolError(f"-c {value}: no such config file, nor a bundled config (bundled: "
+                        f"{', '.join(bundled_model_configs()) or 'none'})")
+    return path
+
+
 def load_tool_config(args, exclude_args=('config', 'opt', 'slim_config')):
-    """Load `-c` with its _BASE_ files, merge CLI flags and `-o` overrides, validate GC keys,
-    pick the device. Returns ppdet's global config."""
+    """Load `-c` (a path or a bundled config name) with its _BASE_ files, merge CLI flags and
+    `-o` overrides, validate GC keys, pick the device. Returns ppdet's global config."""
     import paddle
     import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies compat fixes)
     from ppdet.core.workspace import load_config, merge_config
     from ppdet.utils.cli import merge_args
     from .config_check import check_config
 
-    if not os.path.isfile(args.config):
-        raise ToolError(f"-c {args.config}: no such config file")
+    args.config = config_path(args.config)
     try:
         cfg = load_config(args.config)
     except yaml.YAMLError as error:

@@ -12,7 +12,6 @@ DEFAULT_CACHE = os.path.join('~', '.cache', 'ppdet_gcnet', 'weights')
 _PPDET_SCHEME = ('ppdet://', 'https://paddledet.bj.bcebos.com/')
 _URL_PREFIXES = ('http://', 'https://', 'ppdet://')
 _ARCHIVE_SUFFIXES = ('.tar', '.tar.gz', '.tgz', '.zip')
-REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
 
 class WeightsError(RuntimeError):
@@ -66,7 +65,8 @@ def fetch_entry(entry, root=None, progress=True, timeout=60.0):
                 return converted
             download(entry.url, raw, entry.sha256, entry.md5, timeout=timeout,
                      progress=progress, log=_log)
-            config = os.path.join(REPO_ROOT, entry.config)
+            from ..config_files import bundled_config
+            config = bundled_config(entry.config)  # checkout or installed package alike
             _log(f"[weights] converting legacy {raw} for {entry.config}")
             from .convert import convert_legacy_weights
             convert_legacy_weights(raw, config, converted, log=_log)
