@@ -1,6 +1,7 @@
 """What tools/train.py, eval.py, infer.py and export_model.py share: PaddleDetection's command
 line (`-c`, `-o key=value`), config loading with one-line errors, device choice, weights paths.
 """
+import difflib
 import glob
 import os
 import sys
@@ -58,8 +59,11 @@ def config_path(value):
     from .config_files import bundled_model_configs, find_config
     path = find_config(value)
     if path is None:
-        raise ToolError(f"-c {value}: no such config file, nor a bundled config (bundled: "
-                        f"{', '.join(bundled_model_configs()) or 'none'})")
+        names = bundled_model_configs()
+        closest = difflib.get_close_matches(value.replace('configs/', '', 1), names, n=3,
+                                            cutoff=0.0)
+        raise ToolError(f"-c {value}: no such config file, nor one of the {len(names)} bundled "
+                        f"configs (closest: {', '.join(closest) or 'none'})")
     return path
 
 

@@ -113,13 +113,13 @@ def test_unknown_subcommand_is_a_one_line_error(venv, tmp_path):
 
 
 def test_unknown_config_name_is_a_one_line_error(venv, tmp_path):
-    result = _run([str(venv / 'bin' / 'ppdet-gcnet'), 'eval', '-c', 'gcnet/no_such.yml',
-                   '-o', 'weights=x'], cwd=str(tmp_path))
+    typo = GC_ROW.replace('_2x_', '_3x_')
+    result = _run([str(venv / 'bin' / 'ppdet-gcnet'), 'eval', '-c', typo, '-o', 'weights=x'],
+                  cwd=str(tmp_path))
     assert result.returncode == 2
     (line,) = _lines(result)
-    assert line.startswith('error: -c gcnet/no_such.yml: no such config file, nor a bundled '
-                           'config (bundled: ')
-    assert GC_ROW in line and 'Traceback' not in result.stderr
+    assert line.startswith(f'error: -c {typo}: no such config file, nor one of the ')
+    assert f'bundled configs (closest: {GC_ROW}, ' in line and 'Traceback' not in result.stderr
 
 
 def test_bundled_config_names_resolve_inside_the_installed_package(venv, tmp_path):
