@@ -67,6 +67,15 @@ def config_path(value):
     return path
 
 
+def require_visualdl():
+    """--use_vdl: VisualDL must import (ppdet's writer would fail mid-run with a traceback)."""
+    try:
+        import visualdl  # noqa: F401
+    except ImportError as error:
+        raise ToolError(f"--use_vdl needs VisualDL ({error}): pip install visualdl "
+                        f"(or pip install 'ppdet-gcnet[vdl]')")
+
+
 def load_tool_config(args, exclude_args=('config', 'opt', 'slim_config')):
     """Load `-c` (a path or a bundled config name) with its _BASE_ files, merge CLI flags and
     `-o` overrides, validate GC keys, pick the device. Returns ppdet's global config."""
@@ -77,6 +86,8 @@ def load_tool_config(args, exclude_args=('config', 'opt', 'slim_config')):
     from .config_check import check_config
 
     args.config = config_path(args.config)
+    if getattr(args, 'use_vdl', False):
+        require_visualdl()
     try:
         cfg = load_config(args.config)
     except yaml.YAMLError as error:
