@@ -1,15 +1,21 @@
-"""Side-by-side inference benchmark of the no-GC control and the GC add / mul Mask R-CNNs.
+"""Side-by-side inference benchmark: the no-GC control, GC add and GC mul Mask R-CNNs, as
+PaddleDetection exports them and in the lean export form, next to torchvision's Mask R-CNN.
 
     python deploy/benchmark.py --output_dir output/benchmark_inference
 
 In one run, for each config (random weights, seeded, BatchNorm statistics calibrated on the input,
 RPN forced to pass on all its post-NMS proposals and the final NMS to keep --detections boxes,
-so every model does the same work): parameters and MACs,
-an oneDNN-safe export, then inference latency on the same preprocessed image (800x1333 keep-ratio
-resize by default) with the exported model (oneDNN fp32, oneDNN bf16, plain kernels) and the
-dygraph model (its thread count is Paddle's default: all cores). Within one mode the configs are timed in turn, round after round, so load from
-elsewhere on the machine lands on all of them alike; warm-up runs are excluded. Prints Markdown
-tables and writes everything to <output_dir>/benchmark_inference.json.
+so every model does the same work): parameters and MACs, an oneDNN-safe export (and, for the GC
+configs, a second one in the lean form of `ppdet_gcnet.deploy.lean_gc`), then inference latency
+on the same preprocessed image (800x1333 keep-ratio resize by default) with the exported models
+(oneDNN fp32, oneDNN bf16; plain kernels and the dygraph models on request). torchvision's Mask
+R-CNN R50-FPN (random weights, same image, 1000 RoIs, 100 detections) runs as the outside
+reference, fp32 next to oneDNN fp32 and bf16 autocast next to oneDNN bf16, when it imports.
+
+Fair ratios on a busy machine: within one mode every model, torchvision included, is timed in
+turn, round after round (the starting model rotating), and ratios are taken per round, then the
+median, so load from elsewhere lands on all of them alike. Warm-up runs are excluded. Prints
+Markdown tables and writes everything to <output_dir>/benchmark_inference.json.
 """
 import argparse
 import gc
@@ -31,6 +37,10 @@ CONFIGS = {
 }
 # Dygraph first: its outputs are the reference the exported modes are compared with.
 MODES = ('dygraph', 'onednn_fp32', 'onednn_bf16', 'plain')
+DEFAULT_MODES = ('onednn_fp32', 'onednn_bf16')
+# torchvision precision timed in the same rounds as each of our modes.
+TORCHVISION_PEER = {'onednn_fp32': 'fp32', 'onednn_bf16': 'bf16'}
+LEAN = '_lean'  # suffix of a config exported in the lean form
 # GCNet paper (arXiv 1904.11492), Mask R-CNN R50-FPN on COCO.
 PAPER = {'control': {'params_m': 44.4, 'gflops': 279.4}, 'gc_add': {'params_m': 46.9,
                                                                      'gflops': 279.6}}
@@ -48,9 +58,29 @@ def parse_args(argv=None):
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--repeats', type=int, default=5)
     p.add_argument('--cpu_threads', type=int, default=2)
-    p.add_argument('--modes', default=','.join(MODES), help=f"subset of {','.join(MODES)}")
+    p.add_argument('--modes', default=','.join(DEFAULT_MODES),
+                   help=f"subset of {','.join(MODES)} (dygraph and plain take 10-20 s a run)")
     p.add_argument('--configs', default=','.join(CONFIGS), help=f"subset of {','.join(CONFIGS)}")
-    return p.parse_args(argv)
+    p.add_argument('--config_file', action='append', default=[], metavar='NAME=PATH',
+                   help='use PATH as config NAME (e.g. a smaller model for a smoke run)')
+    p.add_argument('--lean', choices=('on', 'off'), default='on',
+                   help='also export and time the GC configs in the lean form')
+    p.add_argument('--torchvision', choices=('auto', 'off'), default='auto',
+                   help="time torchvision's Mask R-CNN R50-FPN alongside (auto: if it imports)")
+    args = p.parse_args(argv)
+    for item in args.config_file:
+        name, sep, path = item.partition('=')
+        if not sep or name not in CONFIGS or not os.path.isfile(path):
+            p.error(f"--config_file {item!r}: give NAME=PATH with NAME in "
+                    f"{', '.join(CONFIGS)} and an existing file")
+    args.config_files = dict(CONFIGS, **dict(i.partition('=')[::2] for i in args.config_file))
+    for mode in args.modes.split(','):
+        if mode and mode not in MODES:
+            p.error(f"--modes: {mode!r} is not one of {', '.join(MODES)}")
+    for name in args.configs.split(','):
+        if name and name not in CONFIGS:
+            p.error(f"--configs: {name!r} is not one of {', '.join(CONFIGS)}")
+    return args
 
 
 def make_image(output_dir, height, width):
@@ -60,9 +90,9 @@ def make_image(output_dir, height, width):
     return os.path.join(root, 'val', sorted(os.listdir(os.path.join(root, 'val')))[0])
 
 
-def load_cfg(name, size):
+def load_cfg(path, size):
     from ppdet.core.workspace import load_config
-    cfg = load_config(os.path.join(ROOT, CONFIGS[name]))
+    cfg = load_config(os.path.join(ROOT, path))
     cfg['pretrain_weights'] = None
     for transform in cfg['TestReader']['sample_transforms']:
         if 'Resize' in transform:
@@ -77,7 +107,7 @@ def build(name, args, inputs_np):
     from ppdet_gcnet.deploy import use_raw_masks
     from ppdet_gcnet.deploy.export import (calibrate_batch_norm, force_detections,
                                            force_proposals)
-    cfg = load_cfg(name, args.size)
+    cfg = load_cfg(args.config_files[name], args.size)
     paddle.seed(0)
     model = create(cfg.architecture)
     calibrate_batch_norm(model, to_tensors(inputs_np))
@@ -140,16 +170,19 @@ def summarize(seconds):
 
 
 def time_mode(runners, inputs_np, args, expected):
-    """Interleaved rounds over the configs; returns per-config seconds and the last outputs."""
+    """Interleaved rounds over the runners, the first one rotating each round (so none always
+    follows the same neighbour); returns per-runner seconds and the last outputs."""
     times = {name: [] for name in runners}
     outputs = {}
+    names = list(runners)
     for _ in range(args.warmup):
-        for name, run in runners.items():
-            outputs[name] = run(inputs_np)
-    for _ in range(args.repeats):
-        for name, run in runners.items():
+        for name in names:
+            outputs[name] = runners[name](inputs_np)
+    for round_index in range(args.repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            outputs[name] = run(inputs_np)
+            outputs[name] = runners[name](inputs_np)
             times[name].append(time.perf_counter() - start)
     for name, (boxes, _) in outputs.items():
         if len(boxes) != expected:
@@ -183,13 +216,61 @@ def time_host_stages(image_path, size, boxes, masks, repeats):
     return {'preprocess': summarize(pre), 'paste_all_masks': summarize(paste)}
 
 
+def export_variants(name, args, inputs_np, report):
+    """Export config `name` (and its lean form for GC configs); returns {variant: export dir}
+    and the dygraph state for the dygraph mode."""
+    import paddle
+    from deploy.model_cost import count_macs, count_parameters
+    from ppdet_gcnet.deploy.export import export_model
+    from ppdet_gcnet.deploy.lean_gc import use_lean_gc
+    cfg, model = build(name, args, inputs_np)
+    macs = count_macs(model, to_tensors(inputs_np))
+    report['configs'][name] = {
+        'config': args.config_files[name], 'params_m': round(count_parameters(model) / 1e6, 3),
+        'gmacs': {k: round(v / 1e9, 4) for k, v in macs.items()},
+        'gmacs_total': round(sum(macs.values()) / 1e9, 4), 'paper': PAPER.get(name)}
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    dirs = {}
+    forms = [('', None)] + ([(LEAN, use_lean_gc)] if args.lean == 'on' and name != 'control'
+                            else [])
+    for suffix, rewrite in forms:
+        _, exported = build(name, args, inputs_np)
+        exported.set_state_dict(model.state_dict())
+        exported.eval()
+        if rewrite is not None and not rewrite(exported):
+            continue  # no block this form applies to (e.g. basic-block ResNets)
+        dirs[name + suffix] = os.path.join(args.output_dir, 'export', name + suffix)
+        export_model(cfg, exported, dirs[name + suffix], raw_masks=True)
+        paddle.disable_static()
+        del exported
+    del model
+    gc.collect()
+    print(f"[benchmark] {name}: {report['configs'][name]}", file=sys.stderr)
+    return dirs, state
+
+
+def torchvision_runners(args, image_path, modes, report):
+    """{'torchvision_fp32'/'torchvision_bf16': runner} for the precisions `modes` pair with."""
+    from deploy.torchvision_reference import TorchvisionMaskRCNN, available
+    if args.torchvision == 'off':
+        return {}
+    ok, message = available()
+    report['torchvision'] = {'available': ok, 'note': message}
+    print(f"[benchmark] {message}", file=sys.stderr)
+    if not ok:
+        return {}
+    from deploy.python.image_io import read_image_rgb
+    image = read_image_rgb(image_path)
+    return {mode: TorchvisionMaskRCNN(image, TORCHVISION_PEER[mode], args.cpu_threads,
+                                      args.detections, args.size)
+            for mode in modes if mode in TORCHVISION_PEER}
+
+
 def run(args):
     import paddle
     import ppdet_gcnet  # noqa: F401
     from deploy.agreement import agreement
-    from deploy.model_cost import count_macs, count_parameters
     from deploy.python.cpu_features import has_bf16
-    from ppdet_gcnet.deploy.export import export_model
 
     configs = [c for c in args.configs.split(',') if c]
     modes = [m for m in args.modes.split(',') if m]
@@ -206,24 +287,14 @@ def run(args):
                         'tensor_hw': list(inputs_np['image'].shape[2:])},
               'detections': args.detections, 'cpu_threads': args.cpu_threads,
               'warmup': args.warmup, 'repeats': args.repeats, 'cpu': platform.processor() or
-              platform.machine(), 'paddle': paddle.__version__, 'configs': {}, 'modes': {}}
+              platform.machine(), 'paddle': paddle.__version__,
+              'load_average_at_start': list(os.getloadavg()), 'configs': {}, 'modes': {}}
     states, export_dirs = {}, {}
     for name in configs:
-        cfg, model = build(name, args, inputs_np)
-        macs = count_macs(model, to_tensors(inputs_np))
-        report['configs'][name] = {
-            'config': CONFIGS[name], 'params_m': round(count_parameters(model) / 1e6, 3),
-            'gmacs': {k: round(v / 1e9, 4) for k, v in macs.items()},
-            'gmacs_total': round(sum(macs.values()) / 1e9, 4), 'paper': PAPER.get(name)}
-        states[name] = {k: v.numpy() for k, v in model.state_dict().items()}
-        export_dirs[name] = os.path.join(args.output_dir, 'export', name)
-        _, exported = build(name, args, inputs_np)
-        exported.set_state_dict(model.state_dict())
-        export_model(cfg, exported, export_dirs[name], raw_masks=True)
-        paddle.disable_static()
-        del model, exported
-        gc.collect()
-        print(f"[benchmark] {name}: {report['configs'][name]}", file=sys.stderr)
+        dirs, states[name] = export_variants(name, args, inputs_np, report)
+        export_dirs.update(dirs)
+    variants = list(export_dirs)
+    peers = torchvision_runners(args, image_path, modes, report)
 
     reference = None  # dygraph outputs, kept only as long as they are needed
     for mode in modes:
@@ -235,12 +306,18 @@ def run(args):
                 runners[name] = DygraphRunner(model)
         else:
             runners = {name: PredictorRunner(export_dirs[name], mode, args.cpu_threads)
-                       for name in configs}
+                       for name in variants}
+        if mode in peers:
+            runners['torchvision'] = peers[mode]
         times, outputs = time_mode(runners, inputs_np, args, args.detections)
-        report['modes'][mode] = {name: summarize(times[name]) for name in configs}
-        if 'control' in configs:
-            report['modes'][mode]['ratio_vs_control'] = {
-                name: paired_ratios(times, name) for name in configs if name != 'control'}
+        entry = report['modes'][mode] = {name: summarize(times[name]) for name in runners}
+        if 'control' in runners:
+            entry['ratio_vs_control'] = {name: paired_ratios(times, name) for name in runners
+                                         if name not in ('control', 'torchvision')}
+        if 'torchvision' in runners:
+            entry['ratio_vs_torchvision'] = {
+                name: paired_ratios(times, name, 'torchvision') for name in runners
+                if name != 'torchvision'}
         if mode == 'dygraph':
             reference = outputs
         elif mode == 'onednn_fp32':
@@ -248,38 +325,103 @@ def run(args):
                                                      *outputs[configs[0]], args.repeats)
         if mode != 'dygraph' and reference is not None:
             report.setdefault('agreement_vs_dygraph', {})[mode] = {
-                name: agreement(*reference[name], *outputs[name]) for name in configs}
-        print(f"[benchmark] {mode}: {json.dumps(report['modes'][mode])}", file=sys.stderr)
+                name: agreement(*reference[name.replace(LEAN, '')], *outputs[name])
+                for name in variants}
+        if mode != 'dygraph':  # lean form against the PaddleDetection form, same mode
+            report.setdefault('agreement_lean_vs_export', {})[mode] = {
+                name: agreement(*outputs[name.replace(LEAN, '')], *outputs[name])
+                for name in variants if name.endswith(LEAN)}
+        print(f"[benchmark] {mode}: {json.dumps(entry)}", file=sys.stderr)
         del runners, outputs
         gc.collect()
+    report['best_vs_torchvision'] = best_against_torchvision(report)
 
-    with open(os.path.join(args.output_dir, 'benchmark_inference.json'), 'w') as f:
+    path = os.path.join(args.output_dir, 'benchmark_inference.json')
+    with open(path + '.tmp', 'w') as f:
         json.dump(report, f, indent=2)
+    os.replace(path + '.tmp', path)
     print(markdown(report))
     return report
+
+
+def best_against_torchvision(report):
+    """Each variant's fastest mode against torchvision's fastest precision (medians, possibly of
+    different rounds) and fp32 against fp32 (same rounds)."""
+    tv = {m: report['modes'][m]['torchvision']['median_ms'] for m in report['modes']
+          if 'torchvision' in report['modes'][m]}
+    if not tv:
+        return None
+    tv_best_mode = min(tv, key=tv.get)
+    result = {'torchvision_best': {'mode': tv_best_mode, 'precision':
+                                   TORCHVISION_PEER[tv_best_mode], 'median_ms': tv[tv_best_mode]},
+              'variants': {}}
+    names = {n for m in report['modes'].values() for n in m
+             if n not in ('torchvision', 'ratio_vs_control', 'ratio_vs_torchvision')}
+    for name in sorted(names):
+        timed = {m: report['modes'][m][name]['median_ms'] for m in report['modes']
+                 if name in report['modes'][m] and m != 'dygraph'}
+        if not timed:
+            continue
+        best = min(timed, key=timed.get)
+        row = {'best_mode': best, 'best_ms': timed[best],
+               'best_vs_torchvision_best': round(timed[best] / tv[tv_best_mode], 4)}
+        fp32 = report['modes'].get('onednn_fp32', {}).get('ratio_vs_torchvision', {}).get(name)
+        if fp32:
+            row['fp32_vs_torchvision_fp32'] = fp32['median']
+        result['variants'][name] = row
+    return result
+
+
+def _cell(entry, name, key, fmt):
+    value = entry.get(name)
+    if value is None:
+        return '-'
+    return fmt.format(value[key] if key else value)
 
 
 def markdown(report):
     modes = list(report['modes'])
     configs = list(report['configs'])
+    rows = []  # every timed model, in first-seen order
+    for m in modes:
+        rows += [n for n in report['modes'][m] if not n.startswith('ratio_') and n not in rows]
+    load = report.get('load_average_at_start')
     lines = [f"Input {report['input']['image_hw'][0]}x{report['input']['image_hw'][1]} -> "
              f"tensor {report['input']['tensor_hw'][0]}x{report['input']['tensor_hw'][1]}, "
              f"{report['detections']} detections forced, {report['cpu_threads']} threads, "
-             f"{report['repeats']} timed rounds after {report['warmup']} warm-up.", '',
-             '| config | ' + ' | '.join(f'{m} median (p90) s' for m in modes) + ' |',
+             f"{report['repeats']} timed rounds after {report['warmup']} warm-up"
+             + (f", load average {load[0]:.1f} at start" if load else '') + '.', '',
+             '| model | ' + ' | '.join(f'{m} median (p90) s' for m in modes) + ' |',
              '| --- |' + ' ---: |' * len(modes)]
-    for name in configs:
+    for name in rows:
         cells = [f"{report['modes'][m][name]['median_ms'] / 1000:.2f} "
-                 f"({report['modes'][m][name]['p90_ms'] / 1000:.2f})" for m in modes]
+                 f"({report['modes'][m][name]['p90_ms'] / 1000:.2f})"
+                 if name in report['modes'][m] else '-' for m in modes]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    if 'control' in configs and len(configs) > 1:
-        lines += ['', '| latency / control (median of per-round ratios) | ' + ' | '.join(modes)
-                  + ' |', '| --- |' + ' ---: |' * len(modes)]
-        for name in configs:
-            if name != 'control':
-                lines.append(f'| {name} | ' + ' | '.join(
-                    f"{report['modes'][m]['ratio_vs_control'][name]['median']:.3f}"
-                    for m in modes) + ' |')
+    for key, title in (('ratio_vs_control', 'latency / control'),
+                       ('ratio_vs_torchvision', 'latency / torchvision (same precision)')):
+        names = [n for n in rows if any(n in report['modes'][m].get(key, {}) for m in modes)]
+        if not names:
+            continue
+        lines += ['', f'| {title}, median of per-round ratios | ' + ' | '.join(modes) + ' |',
+                  '| --- |' + ' ---: |' * len(modes)]
+        for name in names:
+            lines.append(f'| {name} | ' + ' | '.join(
+                _cell(report['modes'][m].get(key, {}), name, 'median', '{:.3f}')
+                for m in modes) + ' |')
+    best = report.get('best_vs_torchvision')
+    if best:
+        tv = best['torchvision_best']
+        lines += ['', f"Against torchvision's fastest mode ({tv['precision']}, "
+                  f"{tv['median_ms'] / 1000:.2f} s):", '',
+                  '| model | best mode | s | best / torchvision best | fp32 / torchvision fp32 |',
+                  '| --- | --- | ---: | ---: | ---: |']
+        for name, row in best['variants'].items():
+            lines.append(f"| {name} | {row['best_mode']} | {row['best_ms'] / 1000:.2f} | "
+                         f"{row['best_vs_torchvision_best']:.3f} | "
+                         f"{row.get('fp32_vs_torchvision_fp32', '-')} |")
+    elif report.get('torchvision'):
+        lines += ['', report['torchvision']['note']]
     if 'dygraph' in modes:
         lines += ['', '| speed-up vs dygraph | ' + ' | '.join(m for m in modes if m != 'dygraph')
                   + ' |', '| --- |' + ' ---: |' * (len(modes) - 1)]
@@ -322,6 +464,13 @@ def markdown(report):
                 lines.append(f"| {mode} | {name} | {a['matched_fraction']:.3f} | "
                              f"{a['max_box_error_px']:.4f} | {a['max_score_error']:.6f} | "
                              f"{a['max_mask_prob_error']} | {a['mean_mask_iou']} |")
+    lean = [(mode, name, a) for mode, per in report.get('agreement_lean_vs_export', {}).items()
+            for name, a in per.items()]
+    if lean:
+        lines += ['', '| lean vs PaddleDetection form | mode | same top-K box | max box err px | '
+                  'max mask prob err |', '| --- | --- | ---: | ---: | ---: |']
+        lines += [f"| {name} | {mode} | {a['matched_fraction']:.3f} | {a['max_box_error_px']:.4f} | "
+                  f"{a['max_mask_prob_error']} |" for mode, name, a in lean]
     return '\n'.join(lines)
 
 

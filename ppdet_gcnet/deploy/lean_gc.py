@@ -1,0 +1,98 @@
+"""Export-time form of GC bottlenecks that pools the context from the last conv's input.
+
+In a bottleneck the GC block acts on `x = BN(conv1x1(y))`, an affine map of the 3x3 conv's output
+`y`, which has a quarter of x's channels: `x_j = W y_j + b` with the BatchNorm folded into `W`, `b`.
+Because the attention weights sum to one, the context is the same affine map of y's context:
+
+    logits_j = w_k . x_j + b_k   = (w_k W) . y_j + (w_k . b + b_k)   (a 1x1 conv on y)
+    sum_j a_j x_j                = W (sum_j a_j y_j) + b
+
+So the block can read y instead of x. Under oneDNN this matters: x comes out of the fused
+conv+BN in a blocked layout, the context matmul reorders it to a plain one first (one full pass
+over a C x H x W map per block), and because x then has several consumers the shortcut add no
+longer fuses into the conv. Pooling from y reorders a map 4x smaller, and with `channel_add`
+alone x's only consumer is the shortcut add again: `relu((conv(y) + shortcut) + t)`.
+Same function (float rounding aside); the tests compare it with the original in dygraph and on
+the exported model. Basic blocks (ResNet18/34, a 3x3 last conv) keep the original form.
+"""
+import paddle
+import paddle.nn.functional as F
+from ppdet.modeling.backbones.resnet import BottleNeck
+
+
+def _folded_conv_norm(conv_norm):
+    """(weight [C, Cin], bias [C]) of an eval-mode ConvNormLayer's 1x1 conv with its BN folded."""
+    conv, norm = conv_norm.conv, conv_norm.norm
+    if conv.weight.shape[2:] != [1, 1] or conv._groups != 1:
+        raise ValueError(f"lean GC form needs a 1x1 conv before the GC block, got kernel "
+                         f"{conv.weight.shape[2:]} groups {conv._groups}")
+    scale = norm.weight / paddle.sqrt(norm._variance + norm._epsilon)
+    weight = conv.weight[:, :, 0, 0] * scale.unsqueeze(1)
+    bias = norm.bias - norm._mean * scale
+    if conv.bias is not None:
+        bias = bias + conv.bias * scale
+    return weight, bias
+
+
+class LeanGCBottleNeck(BottleNeck):
+    """ppdet's BottleNeck with its GC block fed from branch2c's input (see module docstring).
+    Built by `use_lean_gc`; the folded constants are buffers, saved with the export."""
+
+    def _lean_context(self, y):
+        logits = F.conv2d(y, self.lean_mask_weight, self.lean_mask_bias)         # [N, 1, H, W]
+        attention = F.softmax(paddle.flatten(logits, start_axis=2), axis=2)      # [N, 1, HW]
+        pooled = paddle.matmul(paddle.flatten(y, start_axis=2), attention, transpose_y=True)
+        # [N, Cin, 1] -> the context of x: [N, C, 1, 1]
+        return F.conv2d(pooled.unsqueeze(-1), self.lean_weight, self.lean_bias)
+
+    def forward(self, inputs):
+        gc = self.gc_block
+        y = self.branch2b(self.branch2a(inputs))
+        context = self._lean_context(y)
+        short = inputs if self.shortcut else self.short(inputs)
+        out = self.branch2c(y)
+        if gc.channel_mul_conv is not None:
+            out = out * F.sigmoid(gc.channel_mul_conv(context))
+            if gc.channel_add_conv is not None:
+                out = out + gc.channel_add_conv(context)
+            return F.relu(out + short)
+        # add only: the conv's single consumer is the shortcut add, which oneDNN fuses into it
+        return F.relu((out + short) + gc.channel_add_conv(context))
+
+
+def _remove_gc_hook(conv_norm):
+    """Drop the forward post-hook GCResNet put on the last conv + norm (the lean forward calls
+    the GC block's parts itself)."""
+    from ppdet_gcnet.modeling.gc_resnet import _apply_context
+    for key, hook in list(conv_norm._forward_post_hooks.items()):
+        if hook is _apply_context:
+            del conv_norm._forward_post_hooks[key]
+
+
+def use_lean_gc(model):
+    """Switch, in place, every eval-mode ppdet BottleNeck carrying an attention-pooling GC block
+    (`GCResNet`) to `LeanGCBottleNeck`. Call after the weights are final (the BN is folded into
+    constants here). Returns the number of blocks switched."""
+    switched = 0
+    for layer in model.sublayers(include_self=True):
+        gc = getattr(layer, 'gc_block', None)
+        if type(layer) is not BottleNeck or gc is None or gc.pooling_type != 'att' \
+                or layer.std_senet or getattr(layer.branch2c, 'dcn_v2', False):
+            continue
+        if layer.training:
+            raise ValueError("use_lean_gc folds BatchNorm statistics: call it on an eval-mode "
+                             "model")
+        with paddle.no_grad():
+            weight, bias = _folded_conv_norm(layer.branch2c)
+            mask_w = gc.conv_mask.weight[:, :, 0, 0]                          # [1, C]
+            mask_weight = paddle.matmul(mask_w, weight)                       # [1, Cin]
+            mask_bias = paddle.matmul(mask_w, bias.unsqueeze(1))[:, 0] + gc.conv_mask.bias
+        layer.register_buffer('lean_weight', weight.unsqueeze(-1).unsqueeze(-1).detach())
+        layer.register_buffer('lean_bias', bias.detach())
+        layer.register_buffer('lean_mask_weight',
+                              mask_weight.unsqueeze(-1).unsqueeze(-1).detach())
+        layer.register_buffer('lean_mask_bias', mask_bias.detach())
+        _remove_gc_hook(layer.branch2c)
+        layer.__class__ = LeanGCBottleNeck
+        switched += 1
+    return switched

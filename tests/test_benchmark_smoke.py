@@ -1,0 +1,70 @@
+"""deploy/benchmark.py end to end on small models: the JSON it writes, read back (no timing is
+asserted), and the torchvision reference's one-line skip when torch is missing."""
+import json
+import os
+import sys
+
+import pytest
+
+from tests.tiny_config import CONTROL_CONFIG, write_tiny_config
+
+
+def tiny_bottleneck_configs(repo_root, shapes_dataset, directory):
+    """The tiny control and GC add configs with a ResNet50 (bottlenecks: the lean form applies)."""
+    paths = {}
+    for name, base, backbone in (('control', CONTROL_CONFIG, 'ResNet'),
+                                 ('gc_add', None, 'GCResNet')):
+        kwargs = {'base': base} if base else {}
+        path = write_tiny_config(repo_root, shapes_dataset, directory, name=f'tiny_{name}',
+                                 backbone=backbone, test_proposals=32, **kwargs)
+        with open(path) as f:
+            text = f.read().replace('depth: 18', 'depth: 50')
+        with open(path, 'w') as f:
+            f.write(text)
+        paths[name] = path
+    return paths
+
+
+def test_benchmark_writes_report(repo_root, shapes_dataset, tmp_path, capsys):
+    from deploy import benchmark
+    paths = tiny_bottleneck_configs(repo_root, shapes_dataset, tmp_path)
+    out = tmp_path / 'bench'
+    args = benchmark.parse_args([
+        '--output_dir', str(out), '--size', '96', '96', '--image_size', '96', '128',
+        '--detections', '5', '--warmup', '0', '--repeats', '2', '--modes', 'onednn_fp32',
+        '--configs', 'control,gc_add', '--torchvision', 'off', '--cpu_threads', '1',
+        '--config_file', f"control={paths['control']}", '--config_file',
+        f"gc_add={paths['gc_add']}"])
+    benchmark.run(args)
+    report = json.loads((out / 'benchmark_inference.json').read_text())
+    mode = report['modes']['onednn_fp32']
+    assert set(mode) >= {'control', 'gc_add', 'gc_add_lean', 'ratio_vs_control'}
+    assert mode['gc_add']['runs'] == 2 and mode['gc_add']['median_ms'] > 0
+    assert set(mode['ratio_vs_control']) == {'gc_add', 'gc_add_lean'}
+    # the lean export is a separate model directory and gives the same detections
+    assert os.path.isfile(out / 'export' / 'gc_add_lean' / 'model.json')
+    lean = report['agreement_lean_vs_export']['onednn_fp32']['gc_add_lean']
+    assert lean['matched_fraction'] == 1.0 and lean['max_box_error_px'] < 0.01
+    assert report['configs']['gc_add']['gmacs_total'] > report['configs']['control']['gmacs_total']
+    assert '| gc_add_lean |' in capsys.readouterr().out
+
+
+def test_torchvision_reference_skips_with_one_line(monkeypatch):
+    from deploy import torchvision_reference
+    monkeypatch.setitem(sys.modules, 'torchvision', None)  # import fails as if not installed
+    ok, message = torchvision_reference.available()
+    assert not ok
+    assert 'pip install torch' in message and '\n' not in message
+
+
+@pytest.mark.parametrize('argv, fragment', [
+    (['--modes', 'onednn_fp16'], "--modes: 'onednn_fp16'"),
+    (['--configs', 'gc_max'], "--configs: 'gc_max'"),
+    (['--config_file', 'gc_add=/no/such.yml'], "--config_file 'gc_add=/no/such.yml'"),
+])
+def test_benchmark_refuses_bad_arguments(argv, fragment, capsys):
+    from deploy import benchmark
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert fragment in capsys.readouterr().err
