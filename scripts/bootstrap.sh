@@ -20,6 +20,17 @@ _ppdet_gcnet_venv="${PPDET_GCNET_VENV:-$_ppdet_gcnet_root/.venv}"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt"
     echo "$want" > "$stamp"
   fi
+  # scripts/test.sh sets PPDET_GCNET_DEV=1: the tests' PyTorch references (requirements-dev.txt)
+  if [ -n "${PPDET_GCNET_DEV:-}" ]; then
+    dev_stamp="$venv/.requirements-dev.sha256"
+    dev_want="$(cat "$root/requirements-dev.txt" <(echo "$want") | sha256sum | cut -d' ' -f1)"
+    if [ "$(cat "$dev_stamp" 2>/dev/null)" != "$dev_want" ]; then
+      echo "[bootstrap] installing test requirements (torch, torchvision, mmcv-lite; a few minutes)"
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        -r "$root/requirements.txt" -r "$root/requirements-dev.txt"
+      echo "$dev_want" > "$dev_stamp"
+    fi
+  fi
 ) || { echo "[bootstrap] setting up $_ppdet_gcnet_venv failed" >&2; return 1 2>/dev/null || exit 1; }
 ROOT="$_ppdet_gcnet_root"
 PY="$_ppdet_gcnet_venv/bin/python"

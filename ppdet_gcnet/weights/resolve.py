@@ -4,7 +4,7 @@ import os
 import sys
 
 from .download import DownloadError, download, file_lock
-from .manifest import LEGACY_STATIC, PDPARAMS, find_entry
+from .manifest import LEGACY_STATIC, MMDET_PTH, PDPARAMS, find_entry
 
 CACHE_ENV = 'PPDET_GCNET_CACHE'
 DEFAULT_CACHE = os.path.join('~', '.cache', 'ppdet_gcnet', 'weights')
@@ -57,7 +57,7 @@ def fetch_entry(entry, root=None, progress=True, timeout=60.0):
             download(entry.url, raw, entry.sha256, entry.md5, timeout=timeout,
                      progress=progress, log=_log)
             return _checked_pickle(raw)
-        if entry.format != LEGACY_STATIC:
+        if entry.format not in (LEGACY_STATIC, MMDET_PTH):
             raise WeightsError(f"{entry.name}: unknown manifest format {entry.format!r}")
         converted = os.path.join(folder, entry.name + '.pdparams')
         with file_lock(converted + '.lock'):
@@ -67,6 +67,12 @@ def fetch_entry(entry, root=None, progress=True, timeout=60.0):
                      progress=progress, log=_log)
             from ..config_files import bundled_config
             config = bundled_config(entry.config)  # checkout or installed package alike
+            if entry.format == MMDET_PTH:
+                from .mmdet_convert import check_published_hash, convert_mmdet_weights
+                check_published_hash(raw)
+                _log(f"[weights] converting mmdetection {raw} for {entry.config}")
+                convert_mmdet_weights(raw, config, converted, log=_log)
+                return converted
             _log(f"[weights] converting legacy {raw} for {entry.config}")
             from .convert import convert_legacy_weights
             convert_legacy_weights(raw, config, converted, log=_log)

@@ -1,0 +1,239 @@
+"""PyTorch reference models with mmdetection's parameter names and computation, built from
+torchvision (ResNet / ResNeXt bottlenecks: stride on the 3x3 conv = mmdetection's style
+'pytorch'; deform_conv2d; roi_align; nms) and mmcv-lite (`ContextBlock`, the GC block
+mmdetection plugs in after conv3 + bn3). Nothing here comes from mmdetection's code: the
+computations follow its documented behaviour (see each function), so our converted models can be
+checked against an independent implementation without downloading a checkpoint.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+from mmcv.cnn import ContextBlock
+from torchvision.ops import deform_conv2d, roi_align
+
+BLOCKS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
+
+
+class DeformConv2dPack(nn.Module):
+    """mmcv's DCN v1 layout: `weight` [out, in/groups, 3, 3] and `conv_offset` (3x3 conv to
+    2 * 9 offsets, (dy, dx) per kernel tap), no modulation."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.weight = nn.Parameter(conv.weight.detach().clone())
+        self.conv_offset = nn.Conv2d(conv.in_channels, 18, 3, stride=conv.stride, padding=1)
+
+    def forward(self, x):
+        return deform_conv2d(x, self.conv_offset(x), self.weight, stride=self.stride,
+                             padding=self.padding, dilation=self.dilation)
+
+
+class MMDetResNet(nn.Module):
+    """torchvision's ResNet trunk under mmdetection's names (conv1, bn1, layer1..4), returning
+    c2..c5; GC (ContextBlock) after bn3 of every bottleneck in c3-c5 when `gc_ratio` is set;
+    DCN in the 3x3 convs of c3-c5 when `dcn`."""
+
+    def __init__(self, depth=50, groups=1, width_per_group=64, gc_ratio=None, dcn=False):
+        super().__init__()
+        trunk = torchvision.models.resnet.ResNet(
+            torchvision.models.resnet.Bottleneck, BLOCKS[depth], groups=groups,
+            width_per_group=width_per_group)
+        self.conv1, self.bn1 = trunk.conv1, trunk.bn1
+        self.layer1, self.layer2, self.layer3, self.layer4 = (
+            trunk.layer1, trunk.layer2, trunk.layer3, trunk.layer4)
+        for layer in (self.layer2, self.layer3, self.layer4):
+            for block in layer:
+                if dcn:
+                    block.conv2 = DeformConv2dPack(block.conv2)
+                if gc_ratio:
+                    block.context_block = ContextBlock(block.bn3.num_features, gc_ratio)
+                    block.bn3.register_forward_hook(
+                        lambda module, args, out, gc=block.context_block: gc(out))
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        outs = []
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            outs.append(x)
+        return outs
+
+
+class ConvModule(nn.Module):
+    def __init__(self, cin, cout, k):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, padding=k // 2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class MMDetFPN(nn.Module):
+    """mmdetection's FPN (add_extra_convs False): 1x1 laterals, top-down nearest x2 upsampling
+    and sum, 3x3 outputs, P6 = max_pool(P5, kernel 1, stride 2)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.lateral_convs = nn.ModuleList(ConvModule(c, out_channels, 1) for c in in_channels)
+        self.fpn_convs = nn.ModuleList(ConvModule(out_channels, out_channels, 3)
+                                       for _ in in_channels)
+
+    def forward(self, feats):
+        laterals = [conv(f) for conv, f in zip(self.lateral_convs, feats)]
+        for i in range(len(laterals) - 1, 0, -1):
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], scale_factor=2.0,
+                                                              mode='nearest')
+        outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals)]
+        outs.append(F.max_pool2d(outs[-1], 1, stride=2))
+        return outs
+
+
+class RPNHead(nn.Module):
+    def __init__(self, channels, num_anchors=3):
+        super().__init__()
+        self.rpn_conv = nn.Conv2d(channels, channels, 3, padding=1)
+        self.rpn_cls = nn.Conv2d(channels, num_anchors, 1)
+        self.rpn_reg = nn.Conv2d(channels, num_anchors * 4, 1)
+
+    def forward(self, feats):
+        outs = []
+        for f in feats:
+            x = F.relu(self.rpn_conv(f))
+            outs.append((self.rpn_cls(x), self.rpn_reg(x)))
+        return outs
+
+
+class BBoxHead(nn.Module):
+    """Shared2FCBBoxHead: flatten 7x7 RoI features (C, H, W order), fc + ReLU twice, fc_cls
+    (num_classes + 1, background last), fc_reg (4 per class, or 4 class-agnostic)."""
+
+    def __init__(self, channels, fc, num_classes, agnostic=False):
+        super().__init__()
+        self.shared_fcs = nn.ModuleList([nn.Linear(channels * 49, fc), nn.Linear(fc, fc)])
+        self.fc_cls = nn.Linear(fc, num_classes + 1)
+        self.fc_reg = nn.Linear(fc, 4 if agnostic else 4 * num_classes)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        for fc in self.shared_fcs:
+            x = F.relu(fc(x))
+        return self.fc_cls(x), self.fc_reg(x)
+
+
+class MaskHead(nn.Module):
+    """FCNMaskHead: 3x3 convs + ReLU, ConvTranspose2d(2, 2) + ReLU, 1x1 logits per class."""
+
+    def __init__(self, channels, num_convs, num_classes):
+        super().__init__()
+        self.convs = nn.ModuleList(ConvModule(channels, channels, 3) for _ in range(num_convs))
+        self.upsample = nn.ConvTranspose2d(channels, channels, 2, stride=2)
+        self.conv_logits = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return self.conv_logits(F.relu(self.upsample(x)))
+
+
+class RoIHead(nn.Module):
+    def __init__(self, channels, fc, num_classes, mask_convs, cascade_stages=0):
+        super().__init__()
+        if cascade_stages:
+            self.bbox_head = nn.ModuleList(BBoxHead(channels, fc, num_classes, agnostic=True)
+                                           for _ in range(cascade_stages))
+            self.mask_head = nn.ModuleList(MaskHead(channels, mask_convs, num_classes)
+                                           for _ in range(cascade_stages))
+        else:
+            self.bbox_head = BBoxHead(channels, fc, num_classes)
+            self.mask_head = MaskHead(channels, mask_convs, num_classes)
+
+
+class MMDetTwoStage(nn.Module):
+    def __init__(self, depth=50, groups=1, width_per_group=64, gc_ratio=None, dcn=False,
+                 fpn_channels=256, fc=1024, num_classes=80, mask_convs=4, cascade_stages=0):
+        super().__init__()
+        self.backbone = MMDetResNet(depth, groups, width_per_group, gc_ratio, dcn)
+        self.neck = MMDetFPN([256, 512, 1024, 2048], fpn_channels)
+        self.rpn_head = RPNHead(fpn_channels)
+        self.roi_head = RoIHead(fpn_channels, fc, num_classes, mask_convs, cascade_stages)
+
+    def features(self, x):
+        return self.neck(self.backbone(x))
+
+
+def randomize(model, seed):
+    """Seeded non-trivial values for every tensor: BN statistics and affine included, GC's
+    zero-initialised last conv and DCN's zero-initialised offsets too (else they test nothing)."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith('num_batches_tracked'):
+                tensor.fill_(1000)
+            elif name.endswith('running_var'):
+                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 0.5 + 0.5)
+            elif name.endswith('running_mean'):
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1)
+            elif tensor.dim() == 1 or name.endswith(('.1.weight', '.1.bias')) and tensor.dim() == 3:
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * 0.1
+                             + (1.0 if name.endswith('weight') and 'bn' in name else 0.0))
+            else:
+                fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
+                if 'upsample' in name:       # ConvTranspose2d weight is [in, out, k, k]
+                    fan_in = tensor.shape[0]
+                scale = math.sqrt(1.0 / fan_in)
+                if 'conv_offset' in name:   # offsets of a pixel or two on these features
+                    scale *= 0.1
+                tensor.copy_(torch.randn(tensor.shape, generator=gen) * scale)
+    return model.eval()
+
+
+def save_mmdet_checkpoint(model, path, zipped=True, meta=None):
+    """mmdetection's layout: {'meta': {...}, 'state_dict': {...}}."""
+    meta = {'mmdet_version': '2.x', 'CLASSES': tuple(f'class{i}' for i in range(80)),
+            'epoch': 12, 'iter': 87960, **(meta or {})}
+    torch.save({'meta': meta, 'state_dict': model.state_dict()}, path,
+               _use_new_zipfile_serialization=zipped)
+
+
+# ---------------------------------------------------------------- test-time pieces
+
+def mmdet_anchors(strides=(4, 8, 16, 32, 64), ratios=(0.5, 1.0, 2.0), scale=8,
+                  sizes=None):
+    """mmdetection 2.x AnchorGenerator for an RPN: base anchors of size stride * scale centred
+    at (0, 0), w = size / sqrt(ratio), h = size * sqrt(ratio) (ratios-major, one scale), shifted
+    by (x * stride, y * stride) for each location, locations row-major, anchors innermost.
+    `sizes`: list of (H, W) per level. Returns one [H * W * A, 4] array per level."""
+    out = []
+    for stride, (h, w) in zip(strides, sizes):
+        h_ratios = np.sqrt(np.asarray(ratios))
+        ws = stride * scale / h_ratios
+        hs = stride * scale * h_ratios
+        base = np.stack([-0.5 * ws, -0.5 * hs, 0.5 * ws, 0.5 * hs], axis=1)
+        sx, sy = np.meshgrid(np.arange(w) * stride, np.arange(h) * stride)
+        shifts = np.stack([sx.ravel(), sy.ravel(), sx.ravel(), sy.ravel()], axis=1)
+        out.append((shifts[:, None, :] + base[None]).reshape(-1, 4).astype('float32'))
+    return out
+
+
+def map_roi_levels(rois, num_levels=4, finest_scale=56):
+    """mmdetection SingleRoIExtractor: level = floor(log2(sqrt(w * h) / 56 + 1e-6)), clamped."""
+    scale = torch.sqrt((rois[:, 2] - rois[:, 0]) * (rois[:, 3] - rois[:, 1]))
+    return torch.floor(torch.log2(scale / finest_scale + 1e-6)).clamp(0, num_levels - 1).long()
+
+
+def roi_features(feats, rois, size, strides=(4, 8, 16, 32)):
+    """RoIAlign(aligned=True, sampling_ratio=0) per mapped level; `rois` [K, 4] of image 0."""
+    levels = map_roi_levels(rois)
+    out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], size, size))
+    boxes = torch.cat([rois.new_zeros((rois.shape[0], 1)), rois], dim=1)
+    for lvl, stride in enumerate(strides):
+        idx = torch.nonzero(levels == lvl).flatten()
+        if idx.numel():
+            out[idx] = roi_align(feats[lvl], boxes[idx], size, spatial_scale=1.0 / stride,
+                                 sampling_ratio=0, aligned=True)
+    return out
