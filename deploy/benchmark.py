@@ -171,8 +171,11 @@ def summarize(seconds):
 
 def time_mode(runners, inputs_np, args, expected):
     """Interleaved rounds over the runners, the first one rotating each round (so none always
-    follows the same neighbour); returns per-runner seconds and the last outputs."""
+    follows the same neighbour); returns per-runner wall seconds, per-runner process CPU seconds
+    (all threads; less sensitive than wall time to other jobs taking the cores) and the last
+    outputs."""
     times = {name: [] for name in runners}
+    cpu = {name: [] for name in runners}
     outputs = {}
     names = list(runners)
     for _ in range(args.warmup):
@@ -181,14 +184,15 @@ def time_mode(runners, inputs_np, args, expected):
     for round_index in range(args.repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             outputs[name] = runners[name](inputs_np)
             times[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     for name, (boxes, _) in outputs.items():
         if len(boxes) != expected:
             raise RuntimeError(f"{name}: {len(boxes)} detections, expected {expected}: the "
                                "workload is not fixed")
-    return times, outputs
+    return times, cpu, outputs
 
 
 def paired_ratios(times, name, reference='control'):
@@ -309,15 +313,19 @@ def run(args):
                        for name in variants}
         if mode in peers:
             runners['torchvision'] = peers[mode]
-        times, outputs = time_mode(runners, inputs_np, args, args.detections)
-        entry = report['modes'][mode] = {name: summarize(times[name]) for name in runners}
-        if 'control' in runners:
-            entry['ratio_vs_control'] = {name: paired_ratios(times, name) for name in runners
-                                         if name not in ('control', 'torchvision')}
-        if 'torchvision' in runners:
-            entry['ratio_vs_torchvision'] = {
-                name: paired_ratios(times, name, 'torchvision') for name in runners
-                if name != 'torchvision'}
+        times, cpu, outputs = time_mode(runners, inputs_np, args, args.detections)
+        entry = report['modes'][mode] = {
+            name: dict(summarize(times[name]), cpu_median_ms=summarize(cpu[name])['median_ms'])
+            for name in runners}
+        for suffix, seconds in (('', times), ('_cpu', cpu)):
+            if 'control' in runners:
+                entry['ratio_vs_control' + suffix] = {
+                    name: paired_ratios(seconds, name) for name in runners
+                    if name not in ('control', 'torchvision')}
+            if 'torchvision' in runners:
+                entry['ratio_vs_torchvision' + suffix] = {
+                    name: paired_ratios(seconds, name, 'torchvision') for name in runners
+                    if name != 'torchvision'}
         if mode == 'dygraph':
             reference = outputs
         elif mode == 'onednn_fp32':
@@ -356,7 +364,7 @@ def best_against_torchvision(report):
                                    TORCHVISION_PEER[tv_best_mode], 'median_ms': tv[tv_best_mode]},
               'variants': {}}
     names = {n for m in report['modes'].values() for n in m
-             if n not in ('torchvision', 'ratio_vs_control', 'ratio_vs_torchvision')}
+             if n != 'torchvision' and not n.startswith('ratio_')}
     for name in sorted(names):
         timed = {m: report['modes'][m][name]['median_ms'] for m in report['modes']
                  if name in report['modes'][m] and m != 'dygraph'}
@@ -365,9 +373,11 @@ def best_against_torchvision(report):
         best = min(timed, key=timed.get)
         row = {'best_mode': best, 'best_ms': timed[best],
                'best_vs_torchvision_best': round(timed[best] / tv[tv_best_mode], 4)}
-        fp32 = report['modes'].get('onednn_fp32', {}).get('ratio_vs_torchvision', {}).get(name)
-        if fp32:
-            row['fp32_vs_torchvision_fp32'] = fp32['median']
+        for suffix in ('', '_cpu'):
+            fp32 = report['modes'].get('onednn_fp32', {}).get('ratio_vs_torchvision' + suffix,
+                                                              {}).get(name)
+            if fp32:
+                row['fp32_vs_torchvision_fp32' + suffix] = fp32['median']
         result['variants'][name] = row
     return result
 
@@ -399,7 +409,9 @@ def markdown(report):
                  if name in report['modes'][m] else '-' for m in modes]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     for key, title in (('ratio_vs_control', 'latency / control'),
-                       ('ratio_vs_torchvision', 'latency / torchvision (same precision)')):
+                       ('ratio_vs_control_cpu', 'process CPU time / control'),
+                       ('ratio_vs_torchvision', 'latency / torchvision (same precision)'),
+                       ('ratio_vs_torchvision_cpu', 'process CPU time / torchvision')):
         names = [n for n in rows if any(n in report['modes'][m].get(key, {}) for m in modes)]
         if not names:
             continue
