@@ -48,6 +48,18 @@ def test_benchmark_writes_report(repo_root, shapes_dataset, tmp_path, capsys):
     assert report['configs']['gc_add']['gmacs_total'] > report['configs']['control']['gmacs_total']
     assert '| gc_add_lean |' in capsys.readouterr().out
 
+    # per-op steady-state profile of two of the exports it wrote
+    from deploy import op_breakdown
+    profile = tmp_path / 'ops.json'
+    op_breakdown.main(['--model_dirs', str(out / 'export' / 'control'),
+                       str(out / 'export' / 'gc_add_lean'), '--size', '96', '96', '--runs', '1',
+                       '--cpu_threads', '1', '--enable_mkldnn', '--output', str(profile)])
+    ops = json.loads(profile.read_text())
+    assert set(ops) == {'control', 'gc_add_lean'}
+    for per_op in ops.values():
+        assert 'onednn_op.fused_conv2d' in per_op  # values are differences: no sign asserted
+    assert '| **all ops** |' in capsys.readouterr().out
+
 
 def test_torchvision_reference_skips_with_one_line(monkeypatch):
     from deploy import torchvision_reference
