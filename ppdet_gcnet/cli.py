@@ -103,13 +103,14 @@ def load_tool_config(args, exclude_args=('config', 'opt', 'slim_config')):
     return cfg
 
 
-def resolve_config_weights(cfg, keys=('weights', 'pretrain_weights')):
+def resolve_config_weights(cfg, keys=('weights', 'pretrain_weights'), config=None):
     """Turn manifest names / URLs in `weights` and `pretrain_weights` into local files, so
-    ppdet's own loader never downloads anything itself."""
+    ppdet's own loader never downloads anything itself; with the tool's `config`, a local
+    legacy folder or archive is converted for that config's model."""
     from .weights import resolve_weights
     for key in keys:
         if cfg.get(key):
-            cfg[key] = resolve_weights(cfg[key])
+            cfg[key] = resolve_weights(cfg[key], config=config)
 
 
 def weights_file_exists(path):

@@ -23,7 +23,7 @@ def make_parser():
 def main(argv=None):
     args = parse_args(make_parser(), argv)
     cfg = load_tool_config(args)
-    resolve_config_weights(cfg, keys=('weights', ))
+    resolve_config_weights(cfg, keys=('weights', ), config=args.config)
     require_weights(cfg)
 
     from ppdet.engine import Trainer

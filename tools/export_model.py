@@ -52,8 +52,8 @@ def export_dir(cfg, output_dir):
 def main(argv=None):
     args = parse_args(make_parser(), argv)
     cfg = load_tool_config(args, exclude_args=('config', 'opt', 'slim_config', 'output_dir',
-                                                'raw_masks', 'onnx'))
-    resolve_config_weights(cfg, keys=('weights', ))
+                                               'raw_masks', 'onnx'))
+    resolve_config_weights(cfg, keys=('weights', ), config=args.config)
     require_weights(cfg)
     if cfg.get('norm_type') == 'sync_bn':  # inference has no cross-device batch norm
         cfg['norm_type'] = 'bn'

@@ -35,7 +35,7 @@ def main(argv=None):
         raise ToolError(f"--draw_threshold {args.draw_threshold}: must be within [0, 1]")
     images = collect_images(args.infer_img, args.infer_dir)
     cfg = load_tool_config(args)
-    resolve_config_weights(cfg, keys=('weights', ))
+    resolve_config_weights(cfg, keys=('weights', ), config=args.config)
     require_weights(cfg)
 
     from ppdet.engine import Trainer

@@ -35,7 +35,7 @@ def build_model(cfg):
         setup_logger('visualize_context').warning(
             'weights: null, so these are the maps of a randomly initialised model')
         return model
-    resolve_config_weights(cfg, keys=('weights', ))
+    resolve_config_weights(cfg, keys=('weights', ), config=args.config)
     load_weight(model, require_weights(cfg))
     return model
 

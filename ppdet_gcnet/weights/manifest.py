@@ -42,18 +42,20 @@ MODELS = (
         url='https://paddlemodels.bj.bcebos.com/object_detection/'
             'mask_rcnn_r50_vd_fpn_gcb_add_r16_2x.tar',
         format=LEGACY_STATIC,
-        config='configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml',
+        config='configs/gcnet/legacy/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml',
         box_ap=41.4, mask_ap=36.8,
-        note='seed row 1: Mask R-CNN R50-vd-FPN, GC(c3-c5, r16, add), 2x; legacy static graph',
+        note='seed row 1: Mask R-CNN R50-vd-FPN, GC(c3-c5, r16, add), 2x; legacy static graph '
+             '(its config runs the legacy-exact pipeline)',
         aliases=('mask_rcnn_r50_vd_fpn_gcb_add_r16_2x',)),
     ModelEntry(
         name='mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x_coco',
         url='https://paddlemodels.bj.bcebos.com/object_detection/'
             'mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x.tar',
         format=LEGACY_STATIC,
-        config='configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x_coco.yml',
+        config='configs/gcnet/legacy/mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x_coco.yml',
         box_ap=40.7, mask_ap=36.1,
-        note='seed row 2: Mask R-CNN R50-vd-FPN, GC(c3-c5, r16, mul), 2x; legacy static graph',
+        note='seed row 2: Mask R-CNN R50-vd-FPN, GC(c3-c5, r16, mul), 2x; legacy static graph '
+             '(its config runs the legacy-exact pipeline)',
         aliases=('mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x',)),
     ModelEntry(
         name='ResNet50_vd_pretrained',

@@ -83,11 +83,42 @@ def fetch_entry(entry, root=None, progress=True, timeout=60.0):
         raise WeightsError(f"{entry.name}: {error}") from None
 
 
-def resolve_weights(value):
+def _local_source_digest(source, config):
+    """Identifies a local legacy folder/archive version (paths, sizes, mtimes) and the config."""
+    import hashlib
+    digest = hashlib.sha256(f"{os.path.abspath(source)}\n{os.path.abspath(config)}".encode())
+    files = ([os.path.join(d, f) for d, _, names in os.walk(source) for f in names]
+             if os.path.isdir(source) else [source])
+    for path in sorted(files):
+        stat = os.stat(path)
+        digest.update(f"\n{os.path.relpath(path, source)} {stat.st_size} {stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def convert_local_legacy(source, config):
+    """A local legacy folder or archive -> converted `.pdparams` in the cache (once per
+    version of the source and config)."""
+    from .convert import ConversionError, convert_legacy_weights
+    name = os.path.basename(os.path.normpath(source)).split('.')[0] or 'legacy'
+    folder = os.path.join(cache_root(), 'local', f"{name}-{_local_source_digest(source, config)}")
+    os.makedirs(folder, exist_ok=True)
+    converted = os.path.join(folder, name + '.pdparams')
+    with file_lock(converted + '.lock'):
+        if not os.path.isfile(converted):
+            _log(f"[weights] converting legacy {source} for {config}")
+            try:
+                convert_legacy_weights(source, config, converted, log=_log)
+            except (ConversionError, OSError, ValueError) as error:
+                raise WeightsError(f"weights {source}: {error}") from None
+    return converted
+
+
+def resolve_weights(value, config=None):
     """Local path (with or without `.pdparams`, existing or not yet) -> unchanged (`~`
-    expanded); manifest name or known URL -> cached, verified `.pdparams` path (the suffix
-    included, which ppdet's load_weight / load_pretrain_weight strip); an unknown URL ->
-    WeightsError."""
+    expanded); a local legacy folder or archive, given the `config` it belongs to -> converted
+    and cached `.pdparams`; manifest name or known URL -> cached, verified `.pdparams` path
+    (the suffix included, which ppdet's load_weight / load_pretrain_weight strip); an unknown
+    URL -> WeightsError."""
     if value is None:
         return None
     text = str(value).strip()
@@ -96,7 +127,10 @@ def resolve_weights(value):
     local = os.path.expanduser(text)
     if not text.startswith(_URL_PREFIXES) and (
             os.path.exists(local) or os.path.exists(local + '.pdparams')):
-        if os.path.isfile(local) and local.endswith(_ARCHIVE_SUFFIXES):
+        is_archive = os.path.isfile(local) and local.endswith(_ARCHIVE_SUFFIXES)
+        if config and (is_archive or os.path.isdir(local)):
+            return convert_local_legacy(local, config)
+        if is_archive:
             raise WeightsError(
                 f"weights {text}: a local archive; convert it first: python "
                 f"tools/convert_legacy_weights.py {text} -c <config> -o <out>.pdparams")

@@ -1,0 +1,118 @@
+"""tools/eval.py, infer.py and export_model.py with a legacy config and a folder of legacy
+weights (the oracle's seeded weights written as Paddle 1.x per-variable files): the folder is
+converted for the config, and evaluation writes the legacy detections of the fixture image."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from legacy_oracle import (IMAGE, ROOT, config_path, fixture, legacy_arrays, match_detections,
+                           meta, unpack_masks)
+from test_weights_legacy_files import write_lod_tensor_folder
+from tool_runner import run_tool
+
+ROW = 'add'
+
+
+def tiny_coco(root):
+    """Two images (the fixture image and its mirror), 80 categories with ids 1..80 (so a legacy
+    label is its category id), one polygon object each."""
+    import cv2
+    os.makedirs(os.path.join(root, 'val'))
+    os.makedirs(os.path.join(root, 'annotations'))
+    shutil.copy(IMAGE, os.path.join(root, 'val', 'a.png'))
+    cv2.imwrite(os.path.join(root, 'val', 'b.png'), cv2.imread(IMAGE)[:, ::-1])
+    height, width = meta()['image_hw']
+    poly = [10, 10, 60, 10, 60, 50, 10, 50]
+    images = [{'id': i + 1, 'file_name': f, 'height': height, 'width': width}
+              for i, f in enumerate(('a.png', 'b.png'))]
+    annotations = [{'id': i + 1, 'image_id': i + 1, 'category_id': 1 + 7 * i, 'iscrowd': 0,
+                    'bbox': [10, 10, 50, 40], 'area': 2000.0, 'segmentation': [poly]}
+                   for i in range(2)]
+    categories = [{'id': c, 'name': f'class{c}', 'supercategory': 'x'} for c in range(1, 81)]
+    with open(os.path.join(root, 'annotations', 'instances_val.json'), 'w') as handle:
+        json.dump({'images': images, 'annotations': annotations, 'categories': categories},
+                  handle)
+    return root
+
+
+@pytest.fixture(scope='module')
+def legacy_setup(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('legacy_tools')
+    weights = write_lod_tensor_folder(str(tmp / 'mask_rcnn_r50_vd_fpn_gcb_add_r16_2x'),
+                                      legacy_arrays(ROW))
+    data = tiny_coco(str(tmp / 'coco'))
+    size = meta()['sizes']['s160']
+    config = tmp / 'legacy_tiny.yml'
+    config.write_text(f"""_BASE_: [{config_path(ROW)!r}]
+use_gpu: false
+worker_num: 0
+EvalReader:
+  sample_transforms:
+  - Decode: {{}}
+  - LegacyNormalizeImage: {{is_scale: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}}
+  - LegacyResize: {{target_size: {size}, interp: 1}}
+  - Permute: {{}}
+TestReader:
+  sample_transforms:
+  - Decode: {{}}
+  - LegacyNormalizeImage: {{is_scale: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}}
+  - LegacyResize: {{target_size: {size}, interp: 1}}
+  - Permute: {{}}
+EvalDataset:
+  !COCODataSet
+    image_dir: val
+    anno_path: annotations/instances_val.json
+    dataset_dir: {data}
+TestDataset:
+  !ImageFolder
+    anno_path: annotations/instances_val.json
+    dataset_dir: {data}
+""")
+    env = {'PPDET_GCNET_CACHE': str(tmp / 'cache')}
+    return {'tmp': tmp, 'weights': weights, 'config': str(config), 'env': env}
+
+
+def test_eval_with_legacy_folder_gives_legacy_detections(legacy_setup):
+    tmp, out = legacy_setup['tmp'], legacy_setup['tmp'] / 'eval'
+    result = run_tool('tools/eval.py', '-c', legacy_setup['config'], '--output_eval', str(out),
+                      '-o', f"weights={legacy_setup['weights']}", env=legacy_setup['env'])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'converting legacy' in result.stderr
+    ref = fixture(f'{ROW}_s160')
+    with open(out / 'bbox.json') as handle:
+        boxes = [d for d in json.load(handle) if d['image_id'] == 1]
+    # json: [x, y, w + 1, h + 1] (legacy widths), category id = legacy label here
+    ours = np.array([[d['category_id'] - 1, d['score'], d['bbox'][0], d['bbox'][1],
+                      d['bbox'][0] + d['bbox'][2] - 1, d['bbox'][1] + d['bbox'][3] - 1]
+                     for d in boxes])
+    where = match_detections(ref['bbox'], ours)
+    assert len(ours) == 100 and (where >= 0).all()
+    with open(out / 'mask.json') as handle:
+        segms = [d for d in json.load(handle) if d['image_id'] == 1]
+    import pycocotools.mask as mask_util
+    masks = np.stack([mask_util.decode(d['segmentation']) for d in segms]).astype(bool)
+    legacy_masks = unpack_masks(ref).astype(bool)
+    ours_masks = masks[where]
+    inter = (legacy_masks & ours_masks).sum(axis=(1, 2))
+    union = (legacy_masks | ours_masks).sum(axis=(1, 2))
+    assert np.mean(np.where(union > 0, inter / np.maximum(union, 1), 1.0)) >= 0.99
+
+
+def test_infer_and_export_with_legacy_folder(legacy_setup):
+    tmp, env = legacy_setup['tmp'], legacy_setup['env']
+    weights = f"weights={legacy_setup['weights']}"
+    result = run_tool('tools/infer.py', '-c', legacy_setup['config'], '--infer_img', IMAGE,
+                      '--output_dir', str(tmp / 'infer'), '--save_results', '-o', weights,
+                      env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.isfile(tmp / 'infer' / 'image.png')
+    result = run_tool('tools/export_model.py', '-c', legacy_setup['config'], '--output_dir',
+                      str(tmp / 'export'), '-o', weights, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = os.listdir(tmp / 'export' / 'legacy_tiny')
+    assert 'infer_cfg.yml' in exported and any(f.endswith('.pdiparams') for f in exported)
+    infer_cfg = (tmp / 'export' / 'legacy_tiny' / 'infer_cfg.yml').read_text()
+    assert 'LegacyResize' in infer_cfg and 'LegacyNormalizeImage' in infer_cfg
