@@ -2,11 +2,12 @@
 
     python tools/train.py -c configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml --eval
     python -m paddle.distributed.launch --nproc_per_node 2 tools/train.py -c CONFIG
+    python tools/train.py -c CONFIG -r auto   # continue from the newest complete checkpoint
 """
 import _path  # noqa: F401
 
-from ppdet_gcnet.cli import (ToolError, build_parser, load_tool_config, parse_args,
-                             resolve_config_weights, run_tool, weights_file_exists)
+from ppdet_gcnet.cli import (build_parser, load_tool_config, parse_args, resolve_config_weights,
+                             run_tool)
 
 
 def make_parser():
@@ -14,7 +15,8 @@ def make_parser():
     parser.add_argument("--eval", action='store_true', default=False,
                         help="evaluate on EvalDataset after each snapshot epoch")
     parser.add_argument("-r", "--resume", default=None,
-                        help="checkpoint to resume from (path without .pdparams)")
+                        help="checkpoint to resume from (path without .pdparams), or 'auto': "
+                             "the newest complete checkpoint in the run's save_dir, if any")
     parser.add_argument("--use_vdl", action='store_true', default=False,
                         help="log scalars to VisualDL")
     parser.add_argument("--vdl_log_dir", default="vdl_log_dir/scalar",
@@ -34,22 +36,26 @@ def main(argv=None):
 
     import paddle
     from ppdet.engine import Trainer, init_parallel_env, set_random_seed
+    from ppdet.utils.logger import setup_logger
+    from ppdet_gcnet import resume
     from ppdet_gcnet.pretrained import load_pretrained_weights
 
     if paddle.distributed.get_world_size() > 1:
         init_parallel_env()
     if args.seed is not None:
         set_random_seed(args.seed)
-    if args.resume and not weights_file_exists(args.resume):
-        raise ToolError(f"-r/--resume {args.resume}: no such checkpoint "
-                        f"(nor {args.resume}.pdparams)")
+    checkpoint = None
+    if args.resume:
+        checkpoint = resume.choose(args.resume, resume.run_save_dir(cfg),
+                                   setup_logger('train').info)
     resolve_config_weights(cfg, keys=('pretrain_weights', ))
 
     trainer = Trainer(cfg, mode='train')
-    if args.resume:
-        trainer.resume_weights(args.resume)
+    if checkpoint:
+        trainer.resume_weights(checkpoint)
     elif cfg.get('pretrain_weights'):
         load_pretrained_weights(trainer.model, cfg.pretrain_weights)
+    resume.restore_run_state(trainer, checkpoint, args.seed)
     trainer.train(args.eval)
     return trainer
 

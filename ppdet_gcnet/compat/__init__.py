@@ -14,6 +14,9 @@ default of `to_static`, and Pillow 10 removed `ImageDraw.textsize`; upstream Pad
     multiclass_nms_pir    ops.multiclass_nms                legacy op builder under PIR
     pir_ragged_batches    RPNHead._gen_proposal, RCNNBox.__call__, get_pred, static graph
                           only: per-image lists PIR cannot join when their sizes differ
+    atomic_checkpoints    checkpoint.save_model             checkpoints written in place (a
+                          kill mid-write leaves a truncated file): temp + fsync + rename
+                          (upstream writes in place too, so this one applies there as well)
 
 Its `probe()` runs the installed code on a tiny input (export_full_graph: a source check plus a
 tiny Paddle check; pir_ragged_batches: traced into a PIR program) and reports whether the defect
@@ -25,15 +28,16 @@ applied in this process.
 """
 import logging
 
-from . import (bbox_post_process, export_full_graph, mask_targets, multiclass_nms_pir,
-               pir_ragged_batches, proposal_targets, rpn_proposals, visualizer_text_size)
+from . import (atomic_checkpoints, bbox_post_process, export_full_graph, mask_targets,
+               multiclass_nms_pir, pir_ragged_batches, proposal_targets, rpn_proposals,
+               visualizer_text_size)
 
 logger = logging.getLogger(__name__)
 
 # Order follows the Mask R-CNN pipeline; every entry has NAME, probe(), apply() and
 # replaced_attributes().
 FIXES = (rpn_proposals, proposal_targets, mask_targets, bbox_post_process, visualizer_text_size,
-         export_full_graph, multiclass_nms_pir, pir_ragged_batches)
+         export_full_graph, multiclass_nms_pir, pir_ragged_batches, atomic_checkpoints)
 
 _applied = []
 
