@@ -169,7 +169,7 @@ def recorded_names(save_dir):
             if f.endswith(RECORD_SUFFIX) and not f.startswith(STAGING_PREFIX)]
 
 
-def newest_complete(save_dir):
+def newest_complete(save_dir, hashes=True):
     """(name, record) of the newest complete checkpoint in save_dir, or None. Newest = highest
     epoch; at equal epochs an epoch/model_final checkpoint before best_model. Damaged or
     incomplete ones are skipped, each returned in `skipped` as a one-line reason."""
@@ -183,7 +183,7 @@ def newest_complete(save_dir):
     skipped = []
     for _, _, name in sorted(candidates, reverse=True):
         try:
-            return (name, verify(save_dir, name)), skipped
+            return (name, verify(save_dir, name, hashes=hashes)), skipped
         except CheckpointError as error:
             skipped.append(str(error))
     return None, skipped

@@ -161,4 +161,4 @@ def run_tool(main):
         return main()
     except (ToolError, GCConfigError, WeightsError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(error, 'exit_status', 2))

@@ -25,6 +25,9 @@ def make_parser():
                         help="automatic mixed precision (GPU)")
     parser.add_argument("--save_prediction_only", action='store_true', default=False,
                         help="with --eval: save predictions without computing the metric")
+    parser.add_argument("--skip_nonfinite", action='store_true', default=False,
+                        help="skip a step whose loss or gradients are NaN/Inf (default: stop "
+                             "with one line naming the iteration and the loss terms)")
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed, for reproducible runs")
     return parser
@@ -37,7 +40,7 @@ def main(argv=None):
     import paddle
     from ppdet.engine import Trainer, init_parallel_env, set_random_seed
     from ppdet.utils.logger import setup_logger
-    from ppdet_gcnet import resume
+    from ppdet_gcnet import nonfinite, resume
     from ppdet_gcnet.pretrained import load_pretrained_weights
 
     if paddle.distributed.get_world_size() > 1:
@@ -56,6 +59,8 @@ def main(argv=None):
     elif cfg.get('pretrain_weights'):
         load_pretrained_weights(trainer.model, cfg.pretrain_weights)
     resume.restore_run_state(trainer, checkpoint, args.seed)
+    nonfinite.guard(trainer, resume.run_save_dir(cfg), skip=args.skip_nonfinite,
+                    log=setup_logger('train').warning)
     trainer.train(args.eval)
     return trainer
 

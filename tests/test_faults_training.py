@@ -1,7 +1,9 @@
-"""Training killed with SIGKILL at several points (inside checkpoint writes and between them)
-leaves no broken checkpoint, and `-r auto` then finishes with exactly the parameters of the
-uninterrupted run (CPU, same seed)."""
+"""Training under faults, through tools/train.py as a user runs it: killed with SIGKILL at several
+points (inside checkpoint writes and between them) it leaves no broken checkpoint, and `-r auto`
+then finishes with exactly the parameters of the uninterrupted run (CPU, same seed); a damaged
+checkpoint is skipped; a NaN loss stops training in one line (or is skipped on request)."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +32,7 @@ def setup(tmp_path_factory, shapes_dataset):
     result = run_tool('tools/train.py', *_train_args(config, work / 'reference'))
     assert result.returncode == 0, result.stderr[-3000:]
     reference = paddle.load(str(work / 'reference' / RUN / 'model_final.pdparams'))
-    return config, reference
+    return config, reference, work / 'reference' / RUN
 
 
 def _start(config, save_dir, log, env=None):
@@ -73,7 +75,7 @@ KILL_POINTS = [
                          ids=[p[0] for p in KILL_POINTS])
 def test_sigkill_then_resume_auto_matches_uninterrupted(setup, tmp_path, where, stall, log_line,
                                                         expected):
-    config, reference = setup
+    config, reference, _ = setup
     save_dir, mark, log_path = tmp_path / 'out', tmp_path / 'stalled', tmp_path / 'killed.log'
     env = ({checkpoints.FAULT_ENV: stall, checkpoints.FAULT_MARK_ENV: str(mark)}
            if stall else None)
@@ -112,7 +114,7 @@ def test_sigkill_then_resume_auto_matches_uninterrupted(setup, tmp_path, where, 
 def test_damaged_checkpoint_is_skipped_and_named(setup, tmp_path):
     """A byte flipped inside the newest checkpoint (same size): -r auto says so and takes the
     one before; -r with that path refuses it in one line."""
-    config, reference = setup
+    config, reference, _ = setup
     save_dir = tmp_path / 'out'
     result = run_tool('tools/train.py', *_train_args(config, save_dir))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -136,4 +138,44 @@ def test_damaged_checkpoint_is_skipped_and_named(setup, tmp_path):
     resumed = paddle.load(str(run_dir / 'model_final.pdparams'))
     for name in reference:
         np.testing.assert_array_equal(np.asarray(resumed[name]), np.asarray(reference[name]),
+                                      err_msg=name)
+
+
+def _diverging_run(setup, tmp_path, *extra):
+    """Resume the reference's checkpoint 0 with a learning rate of 1e30: epoch 1 runs (and is
+    saved as checkpoint 1); its last step blows the weights up, so epoch 2's first loss is NaN."""
+    config, _, reference_dir = setup
+    run_dir = tmp_path / 'out' / RUN
+    run_dir.mkdir(parents=True)
+    for suffix in ('.pdparams', '.pdopt', '.ckpt.json'):
+        shutil.copy(reference_dir / f'0{suffix}', run_dir)
+    result = run_tool('tools/train.py', '-c', config, '-o', f'epoch={EPOCHS}',
+                      f'save_dir={tmp_path / "out"}', 'LearningRate.base_lr=1.0e+30', '-r', 'auto',
+                      *extra)
+    return run_dir, result
+
+
+def test_nan_loss_stops_in_one_line_and_keeps_the_checkpoints(setup, tmp_path):
+    run_dir, result = _diverging_run(setup, tmp_path)
+    assert result.returncode == 3, result.stderr[-3000:]
+    errors = [l for l in result.stderr.splitlines() if l.startswith('error: ')]
+    assert len(errors) == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
+    assert errors[0].startswith('error: non-finite loss at epoch 2, iteration 0 of 2 '
+                                '(global iteration 4): loss_mask=nan'), errors[0]
+    assert 'loss=nan' in errors[0] and f'last checkpoint: {run_dir / "1"} (epoch 2' in errors[0]
+    assert sorted(checkpoints.recorded_names(run_dir)) == ['0', '1']  # no model_final
+    _assert_no_broken_checkpoint(run_dir)
+
+
+def test_skip_nonfinite_skips_every_nan_step(setup, tmp_path):
+    run_dir, result = _diverging_run(setup, tmp_path, '--skip_nonfinite')
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert 'Skipping epoch 2, iteration 0 of 2 (global iteration 4): non-finite loss' in log
+    assert 'Skipping epoch 2, iteration 1 of 2 (global iteration 5): non-finite loss' in log
+    # every step of epoch 2 was skipped: parameters and batch-norm statistics are checkpoint 1's
+    before = paddle.load(str(run_dir / '1.pdparams'))
+    after = paddle.load(str(run_dir / 'model_final.pdparams'))
+    for name in before:
+        np.testing.assert_array_equal(np.asarray(after[name]), np.asarray(before[name]),
                                       err_msg=name)
