@@ -14,6 +14,7 @@ if importlib.util.find_spec('paddle') is None:
 from . import compat  # noqa: F401,E402  (first: later imports may build ppdet layers)
 from .modeling import GCConfigError, GCResNet, GlobalContextBlock  # noqa: E402
 from . import legacy  # noqa: F401,E402  (registers the legacy-exact pipeline components)
+from . import mmdet  # noqa: F401,E402  (registers mmdetection pipeline switches)
 
 __all__ = ['GlobalContextBlock', 'GCResNet', 'GCConfigError']
 __version__ = '0.1.0'

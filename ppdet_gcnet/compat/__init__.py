@@ -17,6 +17,7 @@ default of `to_static`, and Pillow 10 removed `ImageDraw.textsize`; upstream Pad
     atomic_checkpoints    checkpoint.save_model             checkpoints written in place (a
                           kill mid-write leaves a truncated file): temp + fsync + rename
                           (upstream writes in place too, so this one applies there as well)
+    cascade_rois          CascadeHead._get_rois_from_boxes  0-D stage RoI counts concatenated
 
 Its `probe()` runs the installed code on a tiny input (export_full_graph: a source check plus a
 tiny Paddle check; pir_ragged_batches: traced into a PIR program) and reports whether the defect
@@ -28,8 +29,8 @@ applied in this process.
 """
 import logging
 
-from . import (atomic_checkpoints, bbox_post_process, export_full_graph, mask_targets,
-               multiclass_nms_pir, pir_ragged_batches, proposal_targets, rpn_proposals,
+from . import (atomic_checkpoints, bbox_post_process, cascade_rois, export_full_graph,
+               mask_targets, multiclass_nms_pir, pir_ragged_batches, proposal_targets, rpn_proposals,
                visualizer_text_size)
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ logger = logging.getLogger(__name__)
 # Order follows the Mask R-CNN pipeline; every entry has NAME, probe(), apply() and
 # replaced_attributes().
 FIXES = (rpn_proposals, proposal_targets, mask_targets, bbox_post_process, visualizer_text_size,
-         export_full_graph, multiclass_nms_pir, pir_ragged_batches, atomic_checkpoints)
+         export_full_graph, multiclass_nms_pir, pir_ragged_batches, atomic_checkpoints,
+         cascade_rois)
 
 _applied = []
 
