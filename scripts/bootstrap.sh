@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv (once) and installs requirements.txt into it whenever that file changes.
+# Creates .venv (once) and installs requirements.txt and the optional requirements-onnx.txt (the
+# tests run the ONNX backends) into it whenever those files change.
 # Source it (the other scripts do); afterwards `$PY` is the project's interpreter and the
 # checkout is on PYTHONPATH. It changes no options of the shell that sources it.
 _ppdet_gcnet_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,10 +15,12 @@ _ppdet_gcnet_venv="${PPDET_GCNET_VENV:-$_ppdet_gcnet_root/.venv}"
     "$base_python" -m venv "$venv"
   fi
   stamp="$venv/.requirements.sha256"
-  want="$(cat "$root/requirements.txt" "$root/requirements-common.txt" | sha256sum | cut -d' ' -f1)"
+  want="$(cat "$root/requirements.txt" "$root/requirements-common.txt" "$root/requirements-onnx.txt" \
+    | sha256sum | cut -d' ' -f1)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "[bootstrap] installing requirements (first run takes about a minute)"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$root/requirements.txt" \
+      -r "$root/requirements-onnx.txt"
     echo "$want" > "$stamp"
   fi
   # scripts/test.sh sets PPDET_GCNET_DEV=1: the tests' PyTorch references (requirements-dev.txt)

@@ -125,3 +125,15 @@ def write_image(path, array, params=None):
 
 def random_rgb(height, width, seed=0):
     return (np.random.RandomState(seed).rand(height, width, 3) * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='session')
+def onnx_model(repo_root, tmp_path_factory, dygraph_model):
+    """The same weights exported with raw masks and `model.onnx` (one image per run)."""
+    from ppdet_gcnet.deploy.export import export_model
+    cfg, model, image = dygraph_model
+    cfg, exported = build_model(repo_root, image)
+    exported.set_state_dict(model.state_dict())
+    export_dir = str(tmp_path_factory.mktemp('export') / 'gc_add_onnx')
+    export_model(cfg, exported, export_dir, raw_masks=True, onnx=True, label_list=LABELS)
+    return cfg, model, export_dir

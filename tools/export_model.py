@@ -51,6 +51,9 @@ def export_dir(cfg, output_dir):
 
 def main(argv=None):
     args = parse_args(make_parser(), argv)
+    if args.onnx:
+        from ppdet_gcnet.deploy.onnx_export import require_paddle2onnx
+        require_paddle2onnx()  # before anything is loaded: fail fast
     cfg = load_tool_config(args, exclude_args=('config', 'opt', 'slim_config', 'output_dir',
                                                'raw_masks', 'onnx'))
     resolve_config_weights(cfg, keys=('weights', ), config=args.config)
@@ -61,9 +64,6 @@ def main(argv=None):
     from ppdet.engine import Trainer
     from ppdet.utils.logger import setup_logger
     from ppdet_gcnet.deploy.export import export_model
-    if args.onnx:
-        from ppdet_gcnet.deploy.onnx_export import require_paddle2onnx
-        require_paddle2onnx()  # before the model is built: fail fast
     trainer = Trainer(cfg, mode='test')
     trainer.load_weights(cfg.weights)
     logger = setup_logger('export_model')

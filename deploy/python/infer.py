@@ -1,7 +1,9 @@
-"""Run an exported GCNet detector on images with Paddle Inference (PaddleDetection's deploy CLI).
+"""Run an exported GCNet detector on images (PaddleDetection's deploy CLI), with Paddle Inference
+(default), ONNX Runtime or OpenVINO (`--backend`; the last two need an export made with --onnx).
 
     python deploy/python/infer.py --model_dir output_inference/<config> --image_file demo.jpg \
         --device CPU --enable_mkldnn --cpu_threads 2 --save_results
+    python deploy/python/infer.py --model_dir ... --image_file demo.jpg --backend openvino
 
 Writes one visualised image per input and, with --save_results, `results.json` to --output_dir;
 --run_benchmark times preprocess / inference / postprocess (warm-up excluded) instead, printing a
@@ -52,11 +54,14 @@ def build_parser():
                    'model.pdiparams, infer_cfg.yml)')
     p.add_argument('--image_file', help='one image')
     p.add_argument('--image_dir', help='a directory of images (non-image files are skipped)')
+    p.add_argument('--backend', default='paddle', help='paddle (model.json), onnxruntime or '
+                   'openvino (model.onnx; pip install -r requirements-onnx.txt)')
     p.add_argument('--device', default='CPU', help='CPU or GPU')
     p.add_argument('--run_mode', default='paddle', help='paddle, trt_fp32, trt_fp16, trt_int8')
     p.add_argument('--cpu_threads', type=int, default=1)
     p.add_argument('--enable_mkldnn', **flag, help='oneDNN kernels on CPU')
-    p.add_argument('--enable_mkldnn_bfloat16', **flag, help='oneDNN bf16 (needs AVX512-BF16/AMX)')
+    p.add_argument('--enable_mkldnn_bfloat16', **flag, help='bf16 (needs AVX512-BF16/AMX): oneDNN '
+                   'bf16 with paddle, bf16 inference precision with openvino')
     p.add_argument('--batch_size', type=int, default=1)
     p.add_argument('--threshold', type=float, default=0.5, help='minimum score kept')
     p.add_argument('--output_dir', default='output')
@@ -152,6 +157,7 @@ def run_benchmark(detector, paths, args, failures):
     summary = detector.timer.summary()
     summary.update(images=len(loaded), batch_size=args.batch_size, warmup=args.warmup,
                    repeats=args.repeats, device=args.device, run_mode=args.run_mode,
+                   backend=args.backend,
                    cpu_threads=args.cpu_threads, enable_mkldnn=args.enable_mkldnn,
                    enable_mkldnn_bfloat16=args.enable_mkldnn_bfloat16,
                    model_dir=args.model_dir)
@@ -167,11 +173,11 @@ def main(argv=None):
         paths, skipped = list_images(args.image_file, args.image_dir)
         for path in skipped:
             print(f"[skip] {path}: not an image file", file=sys.stderr)
-        model = load_model_files(args.model_dir)
+        model = load_model_files(args.model_dir, args.backend)
         options = PredictorOptions(
             device=args.device, run_mode=args.run_mode, cpu_threads=args.cpu_threads,
             enable_mkldnn=args.enable_mkldnn, enable_mkldnn_bfloat16=args.enable_mkldnn_bfloat16,
-            batch_size=args.batch_size)
+            batch_size=args.batch_size, backend=args.backend)
         detector = Detector(model, options)
         os.makedirs(args.output_dir, exist_ok=True)
         if args.run_benchmark:

@@ -1,11 +1,13 @@
 """Find and check the files of an exported model directory before Paddle sees them.
 
 An export (`tools/export_model.py`) writes `model.json` (PIR program; older Paddle: `model.pdmodel`),
-`model.pdiparams` (weights) and `infer_cfg.yml` (preprocessing, labels). Every problem is reported
+`model.pdiparams` (weights), `infer_cfg.yml` (preprocessing, labels) and, with --onnx,
+`model.onnx` (the ONNX backends read only that and infer_cfg.yml). Every problem is reported
 as one DeployError naming the file, instead of a C++ traceback from the predictor.
 """
 import os
 from dataclasses import dataclass, field
+from typing import Optional
 
 import yaml
 
@@ -17,8 +19,8 @@ PROGRAM_FILES = ('model.json', 'model.pdmodel')
 @dataclass
 class ModelFiles:
     model_dir: str
-    program: str
-    params: str
+    program: Optional[str]
+    params: Optional[str]
     infer_cfg: dict = field(repr=False)
 
     @property
@@ -35,6 +37,12 @@ class ModelFiles:
         return self.infer_cfg.get('mask_output') == 'raw'
 
     @property
+    def max_batch_size(self):
+        """Images per run the exported graph takes (None: any number)."""
+        value = self.infer_cfg.get('max_batch_size')
+        return int(value) if value else None
+
+    @property
     def draw_threshold(self):
         return float(self.infer_cfg.get('draw_threshold', 0.5))
 
@@ -47,16 +55,20 @@ def _non_empty(path, what):
     return path
 
 
-def load_model_files(model_dir):
+def load_model_files(model_dir, backend='paddle'):
+    """The export's files; the Paddle program and weights are required for `backend` paddle
+    (the ONNX backends check `model.onnx` themselves)."""
     if not model_dir or not os.path.isdir(model_dir):
         raise DeployError(f"--model_dir {model_dir!r}: no such directory")
     programs = [os.path.join(model_dir, n) for n in PROGRAM_FILES
                 if os.path.isfile(os.path.join(model_dir, n))]
-    if not programs:
-        raise DeployError(f"{model_dir}: no exported program ({' or '.join(PROGRAM_FILES)}); "
-                          "export one with tools/export_model.py")
-    program = _non_empty(programs[0], 'exported program')
-    params = _non_empty(os.path.join(model_dir, 'model.pdiparams'), 'exported weights')
+    program = params = None
+    if backend == 'paddle':
+        if not programs:
+            raise DeployError(f"{model_dir}: no exported program ({' or '.join(PROGRAM_FILES)});"
+                              " export one with tools/export_model.py")
+        program = _non_empty(programs[0], 'exported program')
+        params = _non_empty(os.path.join(model_dir, 'model.pdiparams'), 'exported weights')
     cfg_path = _non_empty(os.path.join(model_dir, 'infer_cfg.yml'), 'preprocessing and labels')
     try:
         with open(cfg_path) as f:

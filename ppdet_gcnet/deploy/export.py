@@ -86,8 +86,9 @@ def _write_infer_cfg(cfg, model, path, image_shape, label_list, raw_masks, onnx)
         infer_cfg['label_list'] = list(label_list)
     if raw_masks:
         infer_cfg['mask_output'] = 'raw'
-    if onnx:
+    if onnx:  # the ONNX forms take one image per run (deploy splits batches)
         infer_cfg['onnx_file'] = 'model.onnx'
+        infer_cfg['max_batch_size'] = 1
     with open(path, 'w') as f:
         yaml.safe_dump(infer_cfg, f, sort_keys=False)
 

@@ -13,8 +13,18 @@ EXPORT_FORMS = [
     ('onednn_safe', make_onednn_safe),
 ]
 
-# Applied when exporting for ONNX as well (see ppdet_gcnet.deploy.onnx_forms).
-ONNX_FORMS = []
+
+
+def _onnx_forms(model):
+    from .onnx_forms import make_onnx_exportable  # imports ppdet's heads: only when asked
+    return make_onnx_exportable(model)
+
+
+# Applied when exporting for ONNX as well (see ppdet_gcnet.deploy.onnx_forms); the exported
+# graph then takes one image per run.
+ONNX_FORMS = [
+    ('onnx_forms', _onnx_forms),
+]
 
 
 def prepare_for_export(model, raw_masks=False, onnx=False):

@@ -5,6 +5,8 @@ The opset is one that both ONNX Runtime and OpenVINO run; the ops paddle2onnx ha
 are rewritten before tracing (ppdet_gcnet.deploy.onnx_forms, applied by export_model).
 """
 import os
+import subprocess
+import sys
 
 # Both ONNX Runtime (>= 1.14) and OpenVINO (>= 2023) run opset 16.
 OPSET = 16
@@ -22,28 +24,38 @@ def require_paddle2onnx():
         raise ExportError(f"--onnx needs paddle2onnx, which is not installed: {INSTALL_HINT}")
 
 
+# paddle2onnx aborts the whole process (SIGABRT) on a graph it cannot convert, so it runs in a
+# child process. Its default optimizer (polygraphy) pip-installs packages at run time, which can
+# replace the environment's numpy: onnxoptimizer, one of its own dependencies, is used instead.
+_CONVERT = """
+import sys
+import paddle2onnx
+model, params, target, opset = sys.argv[1:5]
+paddle2onnx.export(model, params, save_file=target, opset_version=int(opset),
+                   auto_upgrade_opset=False, enable_onnx_checker=True,
+                   optimize_tool='onnxoptimizer', verbose=False)
+"""
+
+
 def write_onnx(model_dir, opset=OPSET, log=None):
     """Convert `model_dir`'s model.json + model.pdiparams to `model_dir/model.onnx`
     (written to a temporary name first). Returns the ONNX file's path."""
     require_paddle2onnx()
-    import paddle2onnx
     target = os.path.join(model_dir, 'model.onnx')
     partial = target + '.partial'
-    try:
-        paddle2onnx.export(os.path.join(model_dir, 'model.json'),
-                           os.path.join(model_dir, 'model.pdiparams'), save_file=partial,
-                           opset_version=opset, auto_upgrade_opset=False,
-                           enable_onnx_checker=True, verbose=False)
-    except (Exception, SystemExit) as e:
-        raise ExportError(f"paddle2onnx could not convert {model_dir}: {_first_line(e)}")
-    if not os.path.isfile(partial):
-        raise ExportError(f"paddle2onnx wrote no ONNX file for {model_dir} (see its log above)")
+    run = subprocess.run(
+        [sys.executable, '-c', _CONVERT, os.path.join(model_dir, 'model.json'),
+         os.path.join(model_dir, 'model.pdiparams'), partial, str(opset)],
+        capture_output=True, text=True)
+    if run.returncode != 0 or not os.path.isfile(partial):
+        raise ExportError(f"paddle2onnx could not convert {model_dir}: {_reason(run)}")
     os.replace(partial, target)
     if log:
         log(f"ONNX (opset {opset}) -> {target}")
     return target
 
 
-def _first_line(error):
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0][:300] if lines else type(error).__name__
+def _reason(run):
+    lines = [line.strip() for line in (run.stderr + run.stdout).splitlines()
+             if 'ERROR' in line or 'Error' in line]
+    return lines[0][:300] if lines else f"exit status {run.returncode}"

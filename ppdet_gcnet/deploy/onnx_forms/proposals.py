@@ -1,0 +1,97 @@
+"""RPN proposals without `generate_proposals` (which paddle2onnx cannot convert).
+
+`ExportableRPNHead` is ppdet's RPNHead with, at inference on one image, each FPN level's
+proposals computed the way Paddle's `generate_proposals` (v2, pixel_offset=False) computes them:
+top `pre_nms_top_n` scores, anchor + delta decoding (dw/dh clipped at log(1000/16)), clipping to
+the image, dropping boxes narrower or lower than max(min_size, 1), NMS, top `post_nms_top_n`;
+a level where no box survives the size filter yields one zero box of score 0, as the op does.
+Levels are then joined as `RPNHead._gen_proposal` joins them for one image.
+"""
+import math
+
+import paddle
+from ppdet.modeling.proposal_generator.rpn_head import RPNHead
+
+from .nms import grouped_nms, masked_scores
+
+DELTA_CLIP = math.log(1000.0 / 16)
+# RPN scores are logits: any real one is above this, and dropped boxes get _DROPPED.
+_THRESHOLD, _DROPPED = -1e30, -3e38
+
+
+def decode_and_clip(anchors, deltas, im_hw):
+    """anchors, deltas [K, 4] -> boxes [K, 4] in the image (generate_proposals' box coder)."""
+    widths = anchors[:, 2] - anchors[:, 0]
+    heights = anchors[:, 3] - anchors[:, 1]
+    ctr_x = anchors[:, 0] + 0.5 * widths
+    ctr_y = anchors[:, 1] + 0.5 * heights
+    ctr_x = deltas[:, 0] * widths + ctr_x
+    ctr_y = deltas[:, 1] * heights + ctr_y
+    widths = paddle.exp(paddle.clip(deltas[:, 2], max=DELTA_CLIP)) * widths
+    heights = paddle.exp(paddle.clip(deltas[:, 3], max=DELTA_CLIP)) * heights
+    height, width = im_hw[0], im_hw[1]
+    zero = paddle.zeros_like(height)
+    x1 = paddle.maximum(paddle.minimum(ctr_x - widths / 2, width), zero)
+    y1 = paddle.maximum(paddle.minimum(ctr_y - heights / 2, height), zero)
+    x2 = paddle.maximum(paddle.minimum(ctr_x + widths / 2, width), zero)
+    y2 = paddle.maximum(paddle.minimum(ctr_y + heights / 2, height), zero)
+    return paddle.stack([x1, y1, x2, y2], axis=1)
+
+
+def level_proposals(scores, deltas, anchors, im_hw, generator):
+    """One image, one level: scores [A, H, W], deltas [4A, H, W], anchors [H*W*A, 4] ->
+    (rois [K, 4], scores [K]) as `generate_proposals` returns them."""
+    scores = paddle.transpose(scores, [1, 2, 0]).reshape([-1])
+    deltas = paddle.transpose(deltas, [1, 2, 0]).reshape([-1, 4])
+    count = paddle.shape(scores)[0:1]
+    k = paddle.minimum(count, paddle.full_like(count, generator.pre_nms_top_n))
+    if generator.pre_nms_top_n <= 0:
+        k = count
+    top_scores, top = paddle.topk(scores, k)
+    boxes = decode_and_clip(paddle.gather(anchors, top), paddle.gather(deltas, top), im_hw)
+    min_size = max(float(generator.min_size), 1.0)
+    big_enough = paddle.logical_and(boxes[:, 2] - boxes[:, 0] >= min_size,
+                                    boxes[:, 3] - boxes[:, 1] >= min_size)
+    # One zero box of score 0 that only takes part when every box was dropped.
+    any_kept = paddle.any(big_enough).reshape([1])
+    boxes = paddle.concat([boxes, paddle.zeros([1, 4], boxes.dtype)])
+    candidate_scores = paddle.concat([
+        masked_scores(top_scores, big_enough, _DROPPED),
+        paddle.where(any_kept, paddle.full([1], _DROPPED, top_scores.dtype),
+                     paddle.zeros([1], top_scores.dtype))])
+    keep, _, kept_scores = grouped_nms(boxes, candidate_scores.unsqueeze(0), _THRESHOLD,
+                                       generator.nms_thresh)
+    if generator.post_nms_top_n > 0:
+        keep = keep[:generator.post_nms_top_n]
+        kept_scores = kept_scores[:generator.post_nms_top_n]
+    return paddle.gather(boxes, keep), kept_scores
+
+
+class ExportableRPNHead(RPNHead):
+    """RPNHead whose inference proposals avoid generate_proposals; one image per run."""
+
+    def _gen_proposal(self, scores, bbox_deltas, anchors, inputs):
+        if self.training:
+            return super()._gen_proposal(scores, bbox_deltas, anchors, inputs)
+        generator = self.test_proposal
+        if generator.eta != 1.0:
+            raise ValueError(f"adaptive NMS (eta={generator.eta}) has no ONNX form")
+        im_hw = inputs['im_shape'][0]
+        rois, probs = [], []
+        for level_scores, level_deltas, level_anchors in zip(scores, bbox_deltas, anchors):
+            level_rois, level_probs = level_proposals(level_scores[0], level_deltas[0],
+                                                      level_anchors, im_hw, generator)
+            rois.append(level_rois)
+            probs.append(level_probs)
+        rois, probs = paddle.concat(rois), paddle.concat(probs)
+        if len(scores) > 1:
+            # RPNHead._gen_proposal: the top post_nms_top_n by score when there are more, else
+            # all in level order (a stable sort on rank keeps both without a branch).
+            total = paddle.shape(probs)[0:1]
+            limit = paddle.full_like(total, self.test_proposal.post_nms_top_n)
+            position = paddle.arange(paddle.shape(probs)[0], dtype='float32')
+            cut = paddle.expand(total > limit, paddle.shape(probs))
+            order = paddle.argsort(paddle.where(cut, -probs, position), stable=True)
+            order = order[:paddle.minimum(total, limit)[0]]
+            rois = paddle.gather(rois, order)
+        return [rois], paddle.shape(rois)[0:1].astype('int32')
