@@ -334,10 +334,10 @@ def test_without_paddle2onnx_export_onnx_says_what_to_install(repo_root, tmp_pat
     shadow.mkdir()
     (shadow / 'paddle2onnx.py').write_text("raise ImportError('No module named paddle2onnx')\n")
     env = dict(os.environ, PYTHONPATH=f"{shadow}{os.pathsep}{repo_root}")
+    config = 'configs/gcnet/shapes/mask_rcnn_r18_vd_fpn_gcb_add_r16_shapes.yml'
     run = subprocess.run(
         [sys.executable, os.path.join(repo_root, 'tools', 'export_model.py'), '-c',
-         os.path.join(repo_root, 'configs/gcnet/shapes/mask_rcnn_r18_vd_fpn_gcb_add_r16_shapes.yml'),
-         '-o', f'weights={tmp_path / "w"}', '--output_dir', str(tmp_path / 'out'), '--onnx'],
+         os.path.join(repo_root, config), '-o', f'weights={tmp_path / "w"}', '--output_dir', str(tmp_path / 'out'), '--onnx'],
         capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 2, run.stderr[-2000:]
     last = run.stderr.strip().splitlines()[-1]

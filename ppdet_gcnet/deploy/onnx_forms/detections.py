@@ -4,9 +4,9 @@
 [1, C, S] form (the per-image-count form has no ONNX mapping): the class-specific boxes [M, C, 4]
 are laid out as S = M * C boxes and class c scores only its own boxes. Then, as
 `multiclass_nms3` does per image: at most `keep_top_k` rows, the best by score, listed class by
-class, by box index within a class. `get_pred` is ppdet's rescaling and clipping for one image, with the one
-placeholder row [0, 0, 0, 0, 1, 1] for an image without detections selected by a slice instead
-of an `if`.
+class, by box index within a class. `get_pred` is ppdet's rescaling and clipping for one image,
+with the one placeholder row [0, 0, 0, 0, 1, 1] for an image without detections selected by a
+slice instead of an `if`.
 
 `ExportableMaskHead`: ppdet's MaskHead without the `if` on the detection count and with each
 detection's class channel taken by `gather_nd`; an image without detections gets one [M, M]
