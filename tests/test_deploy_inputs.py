@@ -194,10 +194,5 @@ def test_onednn_refuses_interp_models_and_runs_them_once_rewritten(tmp_path):
         create_predictor(plain, PredictorOptions(enable_mkldnn=True))
     make_onednn_safe(neck)
     predictor = create_predictor(export('safe'), PredictorOptions(enable_mkldnn=True))
-    for name, array in zip(predictor.get_input_names(), (a, b)):
-        handle = predictor.get_input_handle(name)
-        handle.reshape(array.shape)
-        handle.copy_from_cpu(array)
-    predictor.run()
-    out = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+    out = predictor.run_arrays({'a': a, 'b': b})[0]
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)

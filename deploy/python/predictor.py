@@ -78,9 +78,9 @@ class Predictor:
         return list(self.runner.input_names)
 
     def run_arrays(self, inputs):
-        count = len(inputs['image'])
-        step = self.max_batch_size or count
-        if count <= step:
+        step = self.max_batch_size
+        count = len(inputs[self.runner.input_names[0]])
+        if not step or count <= step:
             return self.runner.run(inputs)
         parts = [self.runner.run({k: v[start:start + step] for k, v in inputs.items()})
                  for start in range(0, count, step)]

@@ -14,10 +14,13 @@ EXPORT_FORMS = [
 ]
 
 
-
 def _onnx_forms(model):
+    from .onnx_export import ExportError
     from .onnx_forms import make_onnx_exportable  # imports ppdet's heads: only when asked
-    return make_onnx_exportable(model)
+    try:
+        return make_onnx_exportable(model)
+    except ValueError as e:  # a model the ONNX forms do not cover: one line for the user
+        raise ExportError(f"--onnx: {e}")
 
 
 # Applied when exporting for ONNX as well (see ppdet_gcnet.deploy.onnx_forms); the exported
