@@ -1,6 +1,6 @@
 """Each architecture family of the zoo trains, evaluates, exports and deploys: the row's own
 config on the generated shapes data, reduced for CPU (128-px images, narrow FPN and heads,
-ResNet(-eXt)-50 for the 101-layer rows; everything else, DCN, SyncBN setting, GC ratio, cascade
+ResNet(-eXt)-50 for the 101-layer rows, BN trainable; everything else, DCN, GC ratio, cascade
 stages, stays the row's). Paddle Inference on the export gives the dygraph model's detections.
 Rows not listed differ from one listed only in depth or GC ratio (built at full size in
 test_zoo_configs.py)."""
@@ -39,7 +39,10 @@ snapshot_epoch: 1
 log_iter: 1
 pretrain_weights: null
 save_dir: {work}/output
-GCResNet: {{depth: {depth}, freeze_at: -1}}
+# From scratch, BN frozen at its initial statistics lets activations grow through the 50 layers
+# until RPN scores saturate at 1.0 and tie (then dygraph and Paddle Inference may rank ties
+# differently); trainable BN keeps them in range.
+GCResNet: {{depth: {depth}, freeze_at: -1, freeze_norm: false}}
 FPN: {{out_channel: 32}}
 RPNHead:
   train_proposal: {{pre_nms_top_n: 200, post_nms_top_n: 64}}
@@ -80,15 +83,7 @@ TestDataset:
     return path
 
 
-KNOWN_EXPORT_MISMATCH = pytest.mark.xfail(
-    reason='after training, the exported R50 row (frozen BN) gave 87 detections where the '
-           'dygraph model gave 57 (measured once; cause not found yet: the lean GC form is '
-           'exact on this model in dygraph)', strict=False)
-
-
-@pytest.mark.parametrize('row', [pytest.param(r, marks=KNOWN_EXPORT_MISMATCH)
-                                 if r == 'mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco' else r
-                                 for r in FAMILIES])
+@pytest.mark.parametrize('row', list(FAMILIES))
 def test_train_eval_export_deploy(row, shapes_dataset, tmp_path):
     config = write_smoke_config(row, FAMILIES[row], shapes_dataset, tmp_path)
     run = run_tool('tools/train.py', '-c', config, '--eval', timeout=900)
