@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from legacy_oracle import (IMAGE, ROOT, config_path, fixture, legacy_arrays, match_detections,
-                           meta, unpack_masks)
+from legacy_oracle import (IMAGE, config_path, fixture, legacy_arrays, legacy_reader_sample,
+                           match_detections, meta, unpack_masks)
 from test_weights_legacy_files import write_lod_tensor_folder
 from tool_runner import run_tool
 
@@ -116,3 +116,24 @@ def test_infer_and_export_with_legacy_folder(legacy_setup):
     assert 'infer_cfg.yml' in exported and any(f.endswith('.pdiparams') for f in exported)
     infer_cfg = (tmp / 'export' / 'legacy_tiny' / 'infer_cfg.yml').read_text()
     assert 'LegacyResize' in infer_cfg and 'LegacyNormalizeImage' in infer_cfg
+    # the exported program (Paddle Inference) gives the legacy detections and masks
+    from paddle import inference
+    folder = str(tmp / 'export' / 'legacy_tiny')
+    config = inference.Config(os.path.join(folder, 'model.json'),
+                              os.path.join(folder, 'model.pdiparams'))
+    config.disable_mkldnn()
+    predictor = inference.create_predictor(config)
+    sample = legacy_reader_sample('s160')
+    for name in predictor.get_input_names():
+        value = sample[name][None].astype('float32')
+        handle = predictor.get_input_handle(name)
+        handle.reshape(value.shape)
+        handle.copy_from_cpu(value)
+    predictor.run()
+    outputs = [predictor.get_output_handle(n).copy_to_cpu()
+               for n in predictor.get_output_names()]
+    ref = fixture(f'{ROW}_s160')
+    where = match_detections(ref['bbox'], outputs[0])
+    assert (where >= 0).all()
+    masks = next(o for o in outputs if o.ndim == 3)
+    assert (masks[where].astype(bool) != unpack_masks(ref).astype(bool)).mean() < 1e-3
