@@ -3,6 +3,7 @@ iterations, evaluates with COCO bbox + segm metrics, resumes, and draws its pred
 import glob
 import math
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,7 +11,10 @@ import pytest
 
 import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
 from ppdet.engine import Trainer  # noqa: E402  (after ppdet_gcnet)
-from tiny_config import CONTROL_CONFIG, write_tiny_config  # noqa: E402
+from tiny_config import CONTROL_CONFIG, checkpoint_dir, write_tiny_config  # noqa: E402
+
+pytestmark = pytest.mark.ppdet  # runs PaddleDetection itself: in both test legs
+
 
 def tiny_config(repo_root, dataset_root, save_dir, **kwargs):
     from ppdet.core.workspace import load_config
@@ -49,7 +53,7 @@ def trained(repo_root, shapes_dataset, tmp_path_factory):
         recorder = eval_recorder(trainer)
         trainer.register_callbacks([recorder])
         trainer.train(validate=True)
-    return cfg, trainer, recorder.results, save_dir / 'tiny_gc'
+    return cfg, trainer, recorder.results, Path(checkpoint_dir(save_dir, 'tiny_gc'))
 
 
 def test_train_then_eval_gives_finite_losses_and_bbox_segm_metrics(trained):

@@ -3,6 +3,7 @@ in-graph pasted masks), deploy's mask pasting equals PaddleDetection's, the oneD
 are exact, and deploy preprocessing equals PaddleDetection's reader."""
 import numpy as np
 import paddle
+import ppdet
 import pytest
 
 from deploy.python.image_io import read_image_rgb
@@ -13,6 +14,9 @@ from deploy.python.preprocess import build_preprocess, preprocess_image
 from ppdet_gcnet.deploy import RawMaskOutput
 from tests.test_deploy_fixtures import (DETECTIONS, deploy_model, dygraph_model,  # noqa: F401
                                         pasted_mask_model, shapes_image)
+
+pytestmark = pytest.mark.ppdet  # runs PaddleDetection itself: in both test legs
+UPSTREAM_PPDET = ppdet.version.full_version != '2.6.0'
 
 # Tight: same weights, same input; only kernel arithmetic differs.
 BOX_ATOL_PX = 0.05
@@ -90,6 +94,9 @@ def test_exported_pasted_masks_match_dygraph(pasted_mask_model, shapes_image):
     assert_agree(dy_boxes, dy_masks, run_predictor(predictor, inputs))
 
 
+@pytest.mark.xfail(UPSTREAM_PPDET, strict=True,
+                   reason="upstream develop's in-graph paste differs from deploy's beyond "
+                          "rounding: 0.58 % of mask pixels, some 0.02 or more from the threshold")
 def test_deploy_pasting_equals_paddledetection(dygraph_model, shapes_image):
     """deploy's per-box paste of raw probabilities == ppdet's in-graph full-canvas paste."""
     from deploy.python.results import paste_masks

@@ -14,6 +14,8 @@ import yaml
 import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
 from tiny_config import TINY_SIZE as SIZE, write_tiny_config
 
+pytestmark = pytest.mark.ppdet  # runs PaddleDetection itself: in both test legs
+
 
 def model_inputs(image_path, height=SIZE, width=SIZE):
     """The image as infer_cfg.yml's preprocessing makes it: RGB, resized to height x width,

@@ -1,12 +1,16 @@
 """train -> eval -> infer through the tools, as a user runs them, on a tiny generated dataset."""
 import json
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from tiny_config import checkpoint_dir
 from tool_runner import run_tool, tiny_config
+
+pytestmark = pytest.mark.ppdet  # runs PaddleDetection itself: in both test legs
 
 
 @pytest.fixture(scope='module')
@@ -15,7 +19,7 @@ def trained(tmp_path_factory, shapes_dataset):
     config = tiny_config(str(work), shapes_dataset)
     result = run_tool('tools/train.py', '-c', config, '--seed', '0')
     assert result.returncode == 0, result.stderr[-3000:]
-    run_dir = work / 'output' / 'tiny_gc_mask_rcnn'
+    run_dir = Path(checkpoint_dir(work / 'output', config))
     return config, run_dir, result
 
 

@@ -10,6 +10,15 @@ _NORMALIZE = ("{NormalizeImage: {is_scale: true, mean: [0.485, 0.456, 0.406], "
               "std: [0.229, 0.224, 0.225]}}")
 
 
+def checkpoint_dir(save_dir, config_path):
+    """Where training writes checkpoints: PaddleDetection 2.6.0 under save_dir/<config name>/;
+    upstream develop (its uniform-output change) straight into save_dir."""
+    import ppdet
+    if ppdet.version.full_version != '2.6.0':
+        return save_dir
+    return os.path.join(save_dir, os.path.splitext(os.path.basename(str(config_path)))[0])
+
+
 def write_tiny_config(repo_root, dataset_root, directory, name='tiny_gc', base=GC_CONFIG,
                       backbone='GCResNet', test_proposals=64, save_dir=None):
     """The GC row's config (Mask R-CNN, GC c3-c5 r16 add) on the shapes data, shrunk for a test:

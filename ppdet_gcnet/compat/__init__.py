@@ -9,6 +9,7 @@ default of `to_static`, and Pillow 10 removed `ImageDraw.textsize`; upstream Pad
     proposal_targets      target.generate_proposal_target   0-D RoI counts concatenated
     mask_targets          target.generate_mask_target       0-D mask RoI counts concatenated
     bbox_post_process     BBoxPostProcess.get_pred          0-D counts / scale factors concatenated
+    visualizer_font_cache visualizer.get_path (upstream)    label font cached under a literal ~
     visualizer_text_size  visualizer.draw_bbox              ImageDraw.textsize gone (Pillow 10)
     export_full_graph     Trainer._get_infer_cfg_and_input_spec   to_static without full_graph
     multiclass_nms_pir    ops.multiclass_nms                legacy op builder under PIR
@@ -31,15 +32,15 @@ import logging
 
 from . import (atomic_checkpoints, bbox_post_process, cascade_rois, export_full_graph,
                mask_targets, multiclass_nms_pir, pir_ragged_batches, proposal_targets, rpn_proposals,
-               visualizer_text_size)
+               visualizer_font_cache, visualizer_text_size)
 
 logger = logging.getLogger(__name__)
 
 # Order follows the Mask R-CNN pipeline; every entry has NAME, probe(), apply() and
 # replaced_attributes().
-FIXES = (rpn_proposals, proposal_targets, mask_targets, bbox_post_process, visualizer_text_size,
-         export_full_graph, multiclass_nms_pir, pir_ragged_batches, atomic_checkpoints,
-         cascade_rois)
+FIXES = (rpn_proposals, proposal_targets, mask_targets, bbox_post_process, visualizer_font_cache,
+         visualizer_text_size, export_full_graph, multiclass_nms_pir, pir_ragged_batches,
+         atomic_checkpoints, cascade_rois)
 
 _applied = []
 
