@@ -43,9 +43,11 @@ def probe():
 
 
 def replaced_attributes():
-    """(owner, attribute name) pairs that `apply()` replaces."""
-    return [(_visualizer_module(), 'get_path')]
+    """(owner, attribute name) pairs that `apply()` replaces (none where draw_bbox fetches no
+    font, as in 2.6)."""
+    visualizer = _visualizer_module()
+    return [(visualizer, 'get_path')] if hasattr(visualizer, 'get_path') else []
 
 
 def apply():
-    return replace(_visualizer_module(), 'get_path', get_path, NAME)
+    return any(replace(owner, name, get_path, NAME) for owner, name in replaced_attributes())
