@@ -21,6 +21,8 @@ COMMANDS = {
     'download-weights': ('download_weights.py', 'fetch and verify model-zoo weights (--list)'),
     'convert-legacy-weights': ('convert_legacy_weights.py',
                                'legacy static-graph weights to .pdparams'),
+    'convert-mmdet-weights': ('convert_mmdet_weights.py',
+                              'mmdetection GCNet checkpoints to .pdparams'),
     'visualize-context': ('visualize_context.py', 'draw what every GC block attends to'),
     'make-shapes-dataset': ('make_shapes_dataset.py', 'write the bundled shapes dataset'),
 }

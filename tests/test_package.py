@@ -108,7 +108,7 @@ def test_unknown_subcommand_is_a_one_line_error(venv, tmp_path):
     assert result.returncode == 2
     assert _lines(result) == ["error: 'trian' is not a subcommand; choose from train, eval, "
                               "infer, export, download-weights, convert-legacy-weights, "
-                              "visualize-context, make-shapes-dataset"]
+                              "convert-mmdet-weights, visualize-context, make-shapes-dataset"]
     assert 'Traceback' not in result.stderr
 
 
