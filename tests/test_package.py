@@ -94,6 +94,14 @@ def test_runtime_dependencies_match_requirements_common():
     assert set(declared) <= pinned, set(declared) - pinned
 
 
+def test_dev_extra_matches_requirements_dev():
+    with open(os.path.join(ROOT, 'pyproject.toml'), 'rb') as f:
+        dev = set(tomllib.load(f)['project']['optional-dependencies']['dev'])
+    with open(os.path.join(ROOT, 'requirements-dev.txt')) as f:
+        pinned = {line.split('#')[0].strip() for line in f} - {''}
+    assert dev - {'pytest'} == pinned
+
+
 def test_help_lists_every_subcommand(venv, tmp_path):
     from ppdet_gcnet.commands import COMMANDS
     result = _run([str(venv / 'bin' / 'ppdet-gcnet'), '--help'], cwd=str(tmp_path))
