@@ -237,3 +237,46 @@ def roi_features(feats, rois, size, strides=(4, 8, 16, 32)):
             out[idx] = roi_align(feats[lvl], boxes[idx], size, spatial_scale=1.0 / stride,
                                  sampling_ratio=0, aligned=True)
     return out
+
+
+def decode_deltas(anchors, deltas, stds, max_hw, clamp_shrink=True):
+    """mmdetection 2.x DeltaXYWHBBoxCoder.decode (means 0): centre/size form without +1,
+    dw/dh clamped to +-|log(16/1000)| (`clamp_shrink=False`: the upper bound only), boxes
+    clipped to the image."""
+    max_ratio = abs(math.log(16 / 1000))
+    deltas = deltas * deltas.new_tensor(stds)
+    px, py = (anchors[:, 0] + anchors[:, 2]) * 0.5, (anchors[:, 1] + anchors[:, 3]) * 0.5
+    pw, ph = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
+    low = -max_ratio if clamp_shrink else None
+    dw, dh = deltas[:, 2].clamp(low, max_ratio), deltas[:, 3].clamp(low, max_ratio)
+    gw, gh = pw * dw.exp(), ph * dh.exp()
+    gx, gy = px + pw * deltas[:, 0], py + ph * deltas[:, 1]
+    h, w = max_hw
+    return torch.stack([(gx - 0.5 * gw).clamp(0, w), (gy - 0.5 * gh).clamp(0, h),
+                        (gx + 0.5 * gw).clamp(0, w), (gy + 0.5 * gh).clamp(0, h)], dim=1)
+
+
+def rpn_proposals(rpn_outs, anchors, image_hw, nms_pre=1000, max_per_img=1000, iou=0.7,
+                  min_size=0.0, clamp_shrink=True):
+    """mmdetection 2.x RPNHead test: per level the nms_pre highest sigmoid scores (locations
+    row-major, anchors innermost), decoded and clipped, empty boxes dropped, NMS per level,
+    then the max_per_img best of all levels. `min_size` > 0 drops boxes narrower than that
+    instead of only empty ones; `clamp_shrink` as in decode_deltas."""
+    from torchvision.ops import batched_nms
+    boxes, scores, levels = [], [], []
+    for level, ((cls, reg), level_anchors) in enumerate(zip(rpn_outs, anchors)):
+        score = cls[0].permute(1, 2, 0).reshape(-1).sigmoid()
+        delta = reg[0].permute(1, 2, 0).reshape(-1, 4)
+        level_anchors = torch.as_tensor(level_anchors)
+        if score.numel() > nms_pre:
+            score, keep = score.topk(nms_pre)
+            delta, level_anchors = delta[keep], level_anchors[keep]
+        box = decode_deltas(level_anchors, delta, (1.0, 1.0, 1.0, 1.0), image_hw, clamp_shrink)
+        bw, bh = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+        valid = (bw >= min_size) & (bh >= min_size) if min_size > 0 else (bw > 0) & (bh > 0)
+        boxes.append(box[valid])
+        scores.append(score[valid])
+        levels.append(torch.full((int(valid.sum()),), level))
+    boxes, scores, levels = torch.cat(boxes), torch.cat(scores), torch.cat(levels)
+    keep = batched_nms(boxes, scores, levels, iou)[:max_per_img]
+    return boxes[keep], scores[keep]
