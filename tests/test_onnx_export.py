@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 import pytest
 import yaml
 
@@ -343,3 +344,42 @@ def test_without_paddle2onnx_export_onnx_says_what_to_install(repo_root, tmp_pat
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith('error: ') and 'requirements-onnx.txt' in last
     assert 'Traceback' not in run.stderr
+
+
+def test_deformable_convolution_exports_at_opset_19(tmp_path):
+    # The DCN configs' deformable convolutions exist in ONNX from opset 19 (DeformConv): the
+    # exporter raises the opset for them; ONNX Runtime runs them like Paddle, OpenVINO refuses
+    # them in one line.
+    import onnx
+    from paddle.static import InputSpec
+    from deploy.python.errors import DeployError
+    from deploy.python.model_files import ModelFiles
+    from deploy.python.predictor import PredictorOptions, create_predictor
+    from ppdet_gcnet.deploy.onnx_export import write_onnx
+
+    class Deformable(paddle.nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.offsets = paddle.nn.Conv2D(3, 27, 3, padding=1)
+            self.conv = paddle.vision.ops.DeformConv2D(3, 4, 3, padding=1)
+
+        def forward(self, image):  # modulated (v2), as ppdet's DCN layers
+            offsets = self.offsets(image)
+            return self.conv(image, offsets[:, :18], F.sigmoid(offsets[:, 18:]))
+
+    paddle.seed(0)
+    layer = Deformable()
+    layer.eval()
+    image = np.random.RandomState(0).rand(1, 3, 12, 16).astype('float32')
+    expected = layer(paddle.to_tensor(image)).numpy()
+    paddle.jit.save(paddle.jit.to_static(layer, input_spec=[
+        InputSpec([None, 3, None, None], 'float32', 'image')], full_graph=True),
+        str(tmp_path / 'model'))
+    paddle.disable_static()
+    path = write_onnx(str(tmp_path))
+    assert max(o.version for o in onnx.load(path).opset_import if o.domain in ('', 'ai.onnx')) == 19
+    np.testing.assert_allclose(onnxruntime_outputs(str(tmp_path), {'image': image})[0], expected,
+                               atol=1e-5)
+    model = ModelFiles(str(tmp_path), None, None, {'Preprocess': []})
+    with pytest.raises(DeployError, match='OpenVINO cannot read ONNX DeformConv'):
+        create_predictor(model, PredictorOptions(backend='openvino'))

@@ -8,8 +8,11 @@ import os
 import subprocess
 import sys
 
-# Both ONNX Runtime (>= 1.14) and OpenVINO (>= 2023) run opset 16.
+# Both ONNX Runtime (>= 1.14) and OpenVINO (>= 2023) run opset 16. Deformable convolution
+# (the DCN configs) exists in ONNX from opset 19 (DeformConv): ONNX Runtime runs it, OpenVINO
+# 2026.4's ONNX reader does not.
 OPSET = 16
+DEFORM_CONV_OPSET = 19
 INSTALL_HINT = "pip install -r requirements-onnx.txt"
 
 
@@ -43,10 +46,13 @@ def write_onnx(model_dir, opset=OPSET, log=None):
     require_paddle2onnx()
     target = os.path.join(model_dir, 'model.onnx')
     partial = target + '.partial'
+    program = os.path.join(model_dir, 'model.json')
+    with open(program) as f:
+        if '"1.deformable_conv"' in f.read():
+            opset = max(opset, DEFORM_CONV_OPSET)
     run = subprocess.run(
-        [sys.executable, '-c', _CONVERT, os.path.join(model_dir, 'model.json'),
-         os.path.join(model_dir, 'model.pdiparams'), partial, str(opset)],
-        capture_output=True, text=True)
+        [sys.executable, '-c', _CONVERT, program, os.path.join(model_dir, 'model.pdiparams'),
+         partial, str(opset)], capture_output=True, text=True)
     if run.returncode != 0 or not os.path.isfile(partial):
         raise ExportError(f"paddle2onnx could not convert {model_dir}: {_reason(run)}")
     os.replace(partial, target)

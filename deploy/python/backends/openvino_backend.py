@@ -1,6 +1,8 @@
 """OpenVINO (CPU plugin) on the export's `model.onnx` (OpenVINO cannot read Paddle 3's PIR
 `model.json`).
 
+Models with deformable convolution (DCN) do not load: OpenVINO 2026.4 reads no ONNX DeformConv.
+
 Precision: OpenVINO picks bf16 by itself on CPUs with AMX; here fp32 is explicit
 (`INFERENCE_PRECISION_HINT: f32`) unless --enable_mkldnn_bfloat16 asks for bf16 (which needs
 AVX512-BF16 or AMX, as oneDNN bf16 does).
@@ -33,5 +35,8 @@ def create(model, options):
         core = ov.Core()
         compiled = core.compile_model(core.read_model(path), 'CPU', config)
     except Exception as e:
+        if 'DeformConv' in str(e):
+            raise DeployError(f"{path}: OpenVINO cannot read ONNX DeformConv (the deformable "
+                              "convolutions of DCN models); use --backend onnxruntime or paddle")
         raise load_error(path, 'OpenVINO', e)
     return OpenVinoPredictor(compiled)
