@@ -76,6 +76,24 @@ def require_visualdl():
                         f"(or pip install 'ppdet-gcnet[vdl]')")
 
 
+def _set_object_fields(cfg, overrides):
+    """`-o TrainDataset.dataset_dir=X`: ppdet's merge would replace the whole `!COCODataSet`
+    object by a one-key dict; set the field on the object instead. Returns the rest."""
+    rest = {}
+    for key, value in overrides.items():
+        target = cfg.get(key)
+        if not (isinstance(value, dict) and hasattr(target, '__dict__')
+                and not isinstance(target, dict)):
+            rest[key] = value
+            continue
+        for field, field_value in value.items():
+            if not hasattr(target, field):
+                raise ToolError(f"-o {key}.{field}: {type(target).__name__} has no field "
+                                f"{field!r}")
+            setattr(target, field, field_value)
+    return rest
+
+
 def load_tool_config(args, exclude_args=('config', 'opt', 'slim_config')):
     """Load `-c` (a path or a bundled config name) with its _BASE_ files, merge CLI flags and
     `-o` overrides, validate GC keys, pick the device. Returns ppdet's global config."""
@@ -92,8 +110,11 @@ def load_tool_config(args, exclude_args=('config', 'opt', 'slim_config')):
         cfg = load_config(args.config)
     except yaml.YAMLError as error:
         raise ToolError(f"-c {args.config}: not valid YAML ({str(error).splitlines()[0]})")
+    except OSError as error:  # a _BASE_ file that is not there or not readable
+        raise ToolError(f"-c {args.config}: {error.filename or ''}: {error.strerror} "
+                        f"(in its _BASE_ chain)")
     merge_args(cfg, args, exclude_args=list(exclude_args))
-    merge_config(args.opt)
+    merge_config(_set_object_fields(cfg, args.opt))
     check_config(cfg)
     use_gpu = bool(cfg.get('use_gpu', False))
     if use_gpu and not paddle.is_compiled_with_cuda():
@@ -129,6 +150,32 @@ def require_weights(cfg, key='weights'):
 
 # What ppdet's ImageFolder accepts; anything else it would silently drop.
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp')
+
+
+def load_weights(model, path, key='weights'):
+    """The one way tools load weights into a model: ppdet's name matching, with one-line
+    errors for damaged files and shapes that do not fit (see weights.state_file)."""
+    from .weights.state_file import load_weights as load
+    return load(model, path, key)
+
+
+def check_output_dir(path, flag='--output_dir'):
+    """Refuse an output directory that cannot be written, before any work is done: the path
+    (or, if it does not exist yet, its nearest existing parent) must be a directory where a
+    probe file can be created. Nothing is left behind (no empty directory either). Catches what
+    permission bits do not (a file in the way, a read-only file system) and works for root."""
+    import tempfile
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ToolError(f"{flag} {path}: cannot write there ({existing} is a file)")
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix='.write-test-'):
+            pass
+    except OSError as error:
+        raise ToolError(f"{flag} {path}: cannot write there ({error.strerror or error})")
+    return path
 
 
 def collect_images(infer_img=None, infer_dir=None):

@@ -12,6 +12,8 @@ import paddle
 from ppdet.utils.checkpoint import match_state_dict
 from ppdet.utils.logger import setup_logger
 
+from .weights.state_file import read_state_dict
+
 logger = setup_logger(__name__)
 
 
@@ -39,7 +41,7 @@ def load_pretrained_weights(model, weights):
     if not os.path.isfile(path + '.pdparams'):
         raise FileNotFoundError(f"pretrain_weights: {path}.pdparams: no such file")
     model_state = model.state_dict()
-    matched = match_state_dict(model_state, paddle.load(path + '.pdparams'))
+    matched = match_state_dict(model_state, read_state_dict(path, 'pretrain_weights'))
     for key, value in matched.items():
         if isinstance(value, np.ndarray):
             value = paddle.to_tensor(value)

@@ -14,6 +14,7 @@ import sys
 
 import _path  # noqa: F401
 
+from ppdet_gcnet.cli import ToolError, check_output_dir
 from ppdet_gcnet.weights import WeightsError, find_entry
 from ppdet_gcnet.weights.convert import convert_legacy_weights
 from ppdet_gcnet.weights.download import DownloadError, download
@@ -43,8 +44,10 @@ def main(argv=None):
     if not args.output.endswith('.pdparams'):
         parser.error(f"-o {args.output}: the output must end in .pdparams")
     try:
+        check_output_dir(os.path.dirname(os.path.abspath(args.output)),
+                         f'-o {args.output}: its folder')
         convert_legacy_weights(local_source(args.source), args.config, args.output)
-    except (WeightsError, DownloadError, ValueError, OSError) as error:
+    except (WeightsError, DownloadError, ValueError, OSError, ToolError) as error:
         # ValueError: ConversionError, UnsafeArchiveError, UnsafePickleError, LoDTensorFormatError
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ import sys
 
 import _path  # noqa: F401
 
+from ppdet_gcnet.cli import ToolError, check_output_dir
 from ppdet_gcnet.weights import MODELS, WeightsError, cache_root, fetch_entry, find_entry
 from ppdet_gcnet.weights.download import DownloadError, download, file_digest
 from ppdet_gcnet.weights.manifest import LEGACY_STATIC
@@ -51,6 +52,7 @@ def main(argv=None):
     if args.cache_dir:
         os.environ['PPDET_GCNET_CACHE'] = os.path.abspath(args.cache_dir)
     try:
+        check_output_dir(cache_root(), '--cache-dir' if args.cache_dir else 'weights cache')
         entry = find_entry(args.name)
         if entry is None:
             if not args.name.startswith(('http://', 'https://')):
@@ -75,7 +77,7 @@ def main(argv=None):
             if args.print_sha256:
                 raw = os.path.join(cache_root(), entry.name, entry.filename)
                 print(f"sha256 {file_digest(raw, 'sha256')}  {raw}", file=sys.stderr)
-    except (WeightsError, DownloadError) as error:
+    except (WeightsError, DownloadError, ToolError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.print_sha256:

@@ -5,8 +5,9 @@
 """
 import _path  # noqa: F401
 
-from ppdet_gcnet.cli import (build_parser, load_tool_config, parse_args,
-                             require_weights, resolve_config_weights, run_tool)
+from ppdet_gcnet.cli import (build_parser, check_output_dir, load_tool_config, load_weights,
+                             parse_args, require_weights, resolve_config_weights, run_tool)
+from ppdet_gcnet.dataset_check import check_datasets
 
 
 def make_parser():
@@ -25,10 +26,13 @@ def main(argv=None):
     cfg = load_tool_config(args)
     resolve_config_weights(cfg, keys=('weights', ), config=args.config)
     require_weights(cfg)
+    check_datasets(cfg, 'EvalDataset')
+    if args.output_eval:
+        check_output_dir(args.output_eval, '--output_eval')
 
     from ppdet.engine import Trainer
     trainer = Trainer(cfg, mode='eval')
-    trainer.load_weights(cfg.weights)
+    load_weights(trainer.model, cfg.weights)
     trainer.evaluate()
 
 

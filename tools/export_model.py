@@ -27,7 +27,8 @@ import os
 
 import _path  # noqa: F401
 
-from ppdet_gcnet.cli import (build_parser, load_tool_config, parse_args, require_weights,
+from ppdet_gcnet.cli import (build_parser, check_output_dir, load_tool_config, load_weights,
+                             parse_args, require_weights,
                              resolve_config_weights, run_tool)
 
 
@@ -58,6 +59,7 @@ def main(argv=None):
                                                'raw_masks', 'onnx'))
     resolve_config_weights(cfg, keys=('weights', ), config=args.config)
     require_weights(cfg)
+    check_output_dir(args.output_dir)
     if cfg.get('norm_type') == 'sync_bn':  # inference has no cross-device batch norm
         cfg['norm_type'] = 'bn'
 
@@ -65,7 +67,7 @@ def main(argv=None):
     from ppdet.utils.logger import setup_logger
     from ppdet_gcnet.deploy.export import export_model
     trainer = Trainer(cfg, mode='test')
-    trainer.load_weights(cfg.weights)
+    load_weights(trainer.model, cfg.weights)
     logger = setup_logger('export_model')
     model_dir = export_dir(cfg, args.output_dir)
     export_model(cfg, trainer.model, model_dir, raw_masks=args.raw_masks, onnx=args.onnx,

@@ -5,8 +5,10 @@
 """
 import _path  # noqa: F401
 
-from ppdet_gcnet.cli import (build_parser, collect_images, load_tool_config, parse_args,
-                             require_weights, resolve_config_weights, run_tool, ToolError)
+from ppdet_gcnet.cli import (build_parser, check_output_dir, collect_images, load_tool_config,
+                             load_weights, parse_args, require_weights, resolve_config_weights,
+                             run_tool, ToolError)
+from ppdet_gcnet.dataset_check import check_datasets
 
 
 def make_parser():
@@ -37,10 +39,12 @@ def main(argv=None):
     cfg = load_tool_config(args)
     resolve_config_weights(cfg, keys=('weights', ), config=args.config)
     require_weights(cfg)
+    check_datasets(cfg, 'TestDataset')
+    check_output_dir(args.output_dir)
 
     from ppdet.engine import Trainer
     trainer = Trainer(cfg, mode='test')
-    trainer.load_weights(cfg.weights)
+    load_weights(trainer.model, cfg.weights)
     trainer.predict(images, draw_threshold=args.draw_threshold, output_dir=args.output_dir,
                     save_results=args.save_results, visualize=args.visualize)
 

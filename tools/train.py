@@ -6,8 +6,9 @@
 """
 import _path  # noqa: F401
 
-from ppdet_gcnet.cli import (build_parser, load_tool_config, parse_args, resolve_config_weights,
-                             run_tool)
+from ppdet_gcnet.cli import (build_parser, check_output_dir, load_tool_config, parse_args,
+                             resolve_config_weights, run_tool)
+from ppdet_gcnet.dataset_check import check_datasets
 
 
 def make_parser():
@@ -42,6 +43,7 @@ def main(argv=None):
     from ppdet.utils.logger import setup_logger
     from ppdet_gcnet import nonfinite, resume
     from ppdet_gcnet.pretrained import load_pretrained_weights
+    from ppdet_gcnet.weights.state_file import check_weights_fit
 
     if paddle.distributed.get_world_size() > 1:
         init_parallel_env()
@@ -51,10 +53,13 @@ def main(argv=None):
     if args.resume:
         checkpoint = resume.choose(args.resume, resume.run_save_dir(cfg),
                                    setup_logger('train').info)
+    check_datasets(cfg, 'TrainDataset', *(['EvalDataset'] if args.eval else []))
+    check_output_dir(cfg.get('save_dir', 'output'), 'save_dir')
     resolve_config_weights(cfg, keys=('pretrain_weights', ))
 
     trainer = Trainer(cfg, mode='train')
     if checkpoint:
+        check_weights_fit(trainer.model, checkpoint, '-r/--resume')
         trainer.resume_weights(checkpoint)
     elif cfg.get('pretrain_weights'):
         load_pretrained_weights(trainer.model, cfg.pretrain_weights)

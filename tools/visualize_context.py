@@ -12,7 +12,9 @@ runs. `-o weights=null` shows the maps of an untrained (randomly initialised) mo
 import _path  # noqa: F401
 
 from ppdet_gcnet.cli import (ToolError, build_parser, load_tool_config, parse_args,
-                             require_weights, resolve_config_weights, run_tool)
+                             load_weights, require_weights, resolve_config_weights,
+                             run_tool)
+from ppdet_gcnet.cli import check_output_dir as check_writable
 
 
 def make_parser():
@@ -25,9 +27,8 @@ def make_parser():
     return parser
 
 
-def build_model(cfg):
+def build_model(cfg, config):
     from ppdet.core.workspace import create
-    from ppdet.utils.checkpoint import load_weight
     from ppdet.utils.logger import setup_logger
 
     model = create(cfg.architecture)
@@ -35,8 +36,8 @@ def build_model(cfg):
         setup_logger('visualize_context').warning(
             'weights: null, so these are the maps of a randomly initialised model')
         return model
-    resolve_config_weights(cfg, keys=('weights', ), config=args.config)
-    load_weight(model, require_weights(cfg))
+    resolve_config_weights(cfg, keys=('weights', ), config=config)
+    load_weights(model, require_weights(cfg))
     return model
 
 
@@ -57,9 +58,10 @@ def main(argv=None):
         output_dir = check_output_dir(args.output_dir)
     except InputError as error:
         raise ToolError(str(error))
+    check_writable(output_dir)
     cfg = load_tool_config(args, exclude_args=('config', 'opt', 'infer_img', 'infer_dir',
                                                'output_dir'))
-    model = build_model(cfg)
+    model = build_model(cfg, args.config)
 
     from ppdet.utils.logger import setup_logger
     from ppdet_gcnet.analysis.visualize import visualize

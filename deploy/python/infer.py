@@ -173,6 +173,13 @@ def main(argv=None):
         paths, skipped = list_images(args.image_file, args.image_dir)
         for path in skipped:
             print(f"[skip] {path}: not an image file", file=sys.stderr)
+        try:  # before the model loads: an unwritable --output_dir is bad input, not a crash
+            os.makedirs(args.output_dir, exist_ok=True)
+            open(os.path.join(args.output_dir, '.write-test'), 'w').close()
+            os.unlink(os.path.join(args.output_dir, '.write-test'))
+        except OSError as e:
+            raise DeployError(f"--output_dir {args.output_dir}: cannot write there "
+                              f"({e.strerror or e})")
         model = load_model_files(args.model_dir, args.backend)
         options = PredictorOptions(
             device=args.device, run_mode=args.run_mode, cpu_threads=args.cpu_threads,
