@@ -18,6 +18,7 @@ median, so load from elsewhere lands on all of them alike. Warm-up runs are excl
 Markdown tables and writes everything to <output_dir>/benchmark_inference.json.
 """
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -36,10 +37,13 @@ CONFIGS = {
     'gc_mul': 'configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_mul_r16_2x_coco.yml',
 }
 # Dygraph first: its outputs are the reference the exported modes are compared with.
-MODES = ('dygraph', 'onednn_fp32', 'onednn_bf16', 'plain')
+MODES = ('dygraph', 'onednn_fp32', 'onednn_bf16', 'plain', 'onnxruntime_fp32', 'openvino_fp32',
+         'openvino_bf16')
 DEFAULT_MODES = ('onednn_fp32', 'onednn_bf16')
+ONNX_BACKENDS = ('onnxruntime', 'openvino')  # their modes run the `--onnx` exports
 # torchvision precision timed in the same rounds as each of our modes.
-TORCHVISION_PEER = {'onednn_fp32': 'fp32', 'onednn_bf16': 'bf16'}
+TORCHVISION_PEER = {'onednn_fp32': 'fp32', 'onednn_bf16': 'bf16', 'onnxruntime_fp32': 'fp32',
+                    'openvino_fp32': 'fp32', 'openvino_bf16': 'bf16'}
 LEAN = '_lean'  # suffix of a config exported in the lean form
 # GCNet paper (arXiv 1904.11492), Mask R-CNN R50-FPN on COCO.
 PAPER = {'control': {'params_m': 44.4, 'gflops': 279.4}, 'gc_add': {'params_m': 46.9,
@@ -141,8 +145,9 @@ class PredictorRunner:
     def __init__(self, export_dir, mode, threads):
         from deploy.python.model_files import load_model_files
         from deploy.python.predictor import PredictorOptions, create_predictor
+        backend = mode.split('_')[0] if mode.split('_')[0] in ONNX_BACKENDS else 'paddle'
         options = PredictorOptions(cpu_threads=threads, enable_mkldnn=mode.startswith('onednn'),
-                                   enable_mkldnn_bfloat16=mode == 'onednn_bf16')
+                                   enable_mkldnn_bfloat16=mode.endswith('_bf16'), backend=backend)
         self.predictor = create_predictor(load_model_files(export_dir), options)
 
     def __call__(self, inputs_np):
@@ -220,7 +225,7 @@ def time_host_stages(image_path, size, boxes, masks, repeats):
     return {'preprocess': summarize(pre), 'paste_all_masks': summarize(paste)}
 
 
-def export_variants(name, args, inputs_np, report):
+def export_variants(name, args, inputs_np, report, onnx=False):
     """Export config `name` (and its lean form for GC configs); returns {variant: export dir}
     and the dygraph state for the dygraph mode."""
     import paddle
@@ -237,20 +242,38 @@ def export_variants(name, args, inputs_np, report):
     dirs = {}
     forms = [('', None)] + ([(LEAN, use_lean_gc)] if args.lean == 'on' and name != 'control'
                             else [])
-    for suffix, rewrite in forms:
-        _, exported = build(name, args, inputs_np)
-        exported.set_state_dict(model.state_dict())
-        exported.eval()
-        if rewrite is not None and not rewrite(exported):
-            continue  # no block this form applies to (e.g. basic-block ResNets)
-        dirs[name + suffix] = os.path.join(args.output_dir, 'export', name + suffix)
-        export_model(cfg, exported, dirs[name + suffix], raw_masks=True)
-        paddle.disable_static()
-        del exported
+    # ONNX exports (for the ONNX Runtime / OpenVINO modes) go to their own directories: the
+    # export rewrites for ONNX change the Paddle graph too.
+    for kind in ('export',) + (('export_onnx',) if onnx else ()):
+        for suffix, rewrite in forms:
+            _, exported = build(name, args, inputs_np)
+            exported.set_state_dict(model.state_dict())
+            exported.eval()
+            if rewrite is not None and not rewrite(exported):
+                continue  # no block this form applies to (e.g. basic-block ResNets)
+            dirs[(kind, name + suffix)] = os.path.join(args.output_dir, kind, name + suffix)
+            with export_forms_without(None if suffix else 'lean_gc'):
+                export_model(cfg, exported, dirs[(kind, name + suffix)], raw_masks=True,
+                             onnx=kind == 'export_onnx')
+            paddle.disable_static()
+            del exported
     del model
     gc.collect()
     print(f"[benchmark] {name}: {report['configs'][name]}", file=sys.stderr)
     return dirs, state
+
+
+@contextlib.contextmanager
+def export_forms_without(name):
+    """Export without the rewrite `name` (the export as PaddleDetection's graph has it, for the
+    comparison); None leaves the export forms as they are."""
+    from ppdet_gcnet.deploy import export_forms
+    saved = list(export_forms.EXPORT_FORMS)
+    export_forms.EXPORT_FORMS[:] = [f for f in saved if f[0] != name]
+    try:
+        yield
+    finally:
+        export_forms.EXPORT_FORMS[:] = saved
 
 
 def torchvision_runners(args, image_path, modes, report):
@@ -278,9 +301,10 @@ def run(args):
 
     configs = [c for c in args.configs.split(',') if c]
     modes = [m for m in args.modes.split(',') if m]
-    if 'onednn_bf16' in modes and not has_bf16():
-        print('[benchmark] this CPU has no bf16: skipping onednn_bf16', file=sys.stderr)
-        modes.remove('onednn_bf16')
+    for mode in [m for m in modes if m.endswith('_bf16')]:
+        if not has_bf16():
+            print(f'[benchmark] this CPU has no bf16: skipping {mode}', file=sys.stderr)
+            modes.remove(mode)
     os.makedirs(args.output_dir, exist_ok=True)
     image_path = make_image(args.output_dir, *args.image_size)
     inputs_np = preprocess(image_path, args.size)
@@ -294,10 +318,11 @@ def run(args):
               platform.machine(), 'paddle': paddle.__version__,
               'load_average_at_start': list(os.getloadavg()), 'configs': {}, 'modes': {}}
     states, export_dirs = {}, {}
+    onnx = any(m.split('_')[0] in ONNX_BACKENDS for m in modes)
     for name in configs:
-        dirs, states[name] = export_variants(name, args, inputs_np, report)
+        dirs, states[name] = export_variants(name, args, inputs_np, report, onnx)
         export_dirs.update(dirs)
-    variants = list(export_dirs)
+    variants = [name for kind, name in export_dirs if kind == 'export']
     peers = torchvision_runners(args, image_path, modes, report)
 
     reference = None  # dygraph outputs, kept only as long as they are needed
@@ -309,7 +334,8 @@ def run(args):
                 model.set_state_dict({k: paddle.to_tensor(v) for k, v in states[name].items()})
                 runners[name] = DygraphRunner(model)
         else:
-            runners = {name: PredictorRunner(export_dirs[name], mode, args.cpu_threads)
+            kind = 'export_onnx' if mode.split('_')[0] in ONNX_BACKENDS else 'export'
+            runners = {name: PredictorRunner(export_dirs[(kind, name)], mode, args.cpu_threads)
                        for name in variants}
         if mode in peers:
             runners['torchvision'] = peers[mode]

@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 ROW = re.compile(r'^(?P<name>\S+)\s+(?P<calls>\d+)\s+(?P<total>[\d.]+)\s')
 CHILD = (
@@ -44,9 +45,12 @@ CHILD = (
 def profile_total(model_dir, height, width, runs, threads, onednn, bf16=False):
     """{op name: ms summed over the first run and `runs` more}, from the top-level rows of the
     profiler's first event summary."""
-    proc = subprocess.run([sys.executable, '-c', CHILD, model_dir, str(height), str(width),
-                           str(runs), str(threads), '1' if onednn else '0', '1' if bf16 else '0'],
-                          capture_output=True, text=True, timeout=3600)
+    # The profiler also writes profile.log into the working directory: keep it out of ours.
+    with tempfile.TemporaryDirectory() as scratch:
+        proc = subprocess.run([sys.executable, '-c', CHILD, os.path.abspath(model_dir),
+                               str(height), str(width), str(runs), str(threads),
+                               '1' if onednn else '0', '1' if bf16 else '0'],
+                              capture_output=True, text=True, timeout=3600, cwd=scratch)
     text = proc.stdout + proc.stderr
     if proc.returncode != 0 or 'Event Summary' not in text:
         raise RuntimeError(f"{model_dir}: profiling failed:\n{text[-2000:]}")

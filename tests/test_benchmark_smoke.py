@@ -59,6 +59,7 @@ def test_benchmark_writes_report(repo_root, shapes_dataset, tmp_path, capsys):
     for per_op in ops.values():
         assert 'onednn_op.fused_conv2d' in per_op  # values are differences: no sign asserted
     assert '| **all ops** |' in capsys.readouterr().out
+    assert not os.path.exists('profile.log')  # the profiler's log stays out of the checkout
 
 
 def test_torchvision_reference_skips_with_one_line(monkeypatch):
@@ -80,3 +81,19 @@ def test_benchmark_refuses_bad_arguments(argv, fragment, capsys):
         benchmark.parse_args(argv)
     assert exit_info.value.code == 2
     assert fragment in capsys.readouterr().err
+
+
+def test_benchmark_onnx_backend_mode(repo_root, shapes_dataset, tmp_path):
+    """The ONNX Runtime mode times the `--onnx` export through deploy's predictor interface."""
+    from deploy import benchmark
+    paths = tiny_bottleneck_configs(repo_root, shapes_dataset, tmp_path)
+    out = tmp_path / 'bench'
+    benchmark.run(benchmark.parse_args([
+        '--output_dir', str(out), '--size', '96', '96', '--image_size', '96', '128',
+        '--detections', '5', '--warmup', '0', '--repeats', '1', '--modes', 'onnxruntime_fp32',
+        '--configs', 'gc_add', '--lean', 'off', '--torchvision', 'off', '--cpu_threads', '1',
+        '--config_file', f"gc_add={paths['gc_add']}"]))
+    report = json.loads((out / 'benchmark_inference.json').read_text())
+    assert report['modes']['onnxruntime_fp32']['gc_add']['runs'] == 1
+    assert os.path.isfile(out / 'export_onnx' / 'gc_add' / 'model.onnx')
+    assert not os.path.exists(out / 'export' / 'gc_add' / 'model.onnx')

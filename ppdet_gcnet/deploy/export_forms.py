@@ -5,12 +5,15 @@ in op forms the target runtime accepts. `prepare_for_export` runs them in `EXPOR
 `ONNX_FORMS` are added when the export also writes `model.onnx`. A new rewrite is one entry:
 `(name, function(model) -> count or dict of counts)`.
 """
+from .lean_gc import use_lean_gc
 from .onednn_safe import make_onednn_safe
 from .raw_masks import use_raw_masks
 
-# Always applied: Paddle Inference with oneDNN (the CPU default) needs them.
+# Always applied: Paddle Inference with oneDNN (the CPU default) needs the first; the second is
+# the same function with less memory traffic under oneDNN (BENCHMARKS.md: GC cost 1.08 -> 1.02).
 EXPORT_FORMS = [
     ('onednn_safe', make_onednn_safe),
+    ('lean_gc', use_lean_gc),
 ]
 
 
