@@ -9,6 +9,8 @@ from ppdet_gcnet.deploy import make_onednn_safe
 from ppdet_gcnet.deploy.lean_gc import LeanGCBottleNeck, use_lean_gc
 from ppdet_gcnet.modeling.gc_resnet import GCResNet
 
+pytestmark = pytest.mark.ppdet  # builds on PaddleDetection's ResNet: in both test legs
+
 FUSIONS = (['channel_add'], ['channel_mul'], ['channel_mul', 'channel_add'])
 
 
