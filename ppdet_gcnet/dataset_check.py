@@ -80,14 +80,17 @@ def check_dataset(cfg, section):
     dataset_dir = getattr(dataset, 'dataset_dir', None) or ''
     image_dir = getattr(dataset, 'image_dir', None) or ''
     anno_path = getattr(dataset, 'anno_path', None)
-    if dataset_dir:
+    # ImageFolder (inference) reads only class names from its annotation file, if there is one
+    is_image_folder = type(dataset).__name__ == 'ImageFolder'
+    if dataset_dir and not is_image_folder:
         _require_dir(section, 'dataset_dir', dataset_dir, dataset_dir)
     image_root = os.path.join(dataset_dir, image_dir)
-    is_image_folder = type(dataset).__name__ == 'ImageFolder'
     if image_dir and not is_image_folder:
         _require_dir(section, 'image_dir', image_dir, image_root)
     if anno_path:
         anno_file = os.path.join(dataset_dir, anno_path)
+        if is_image_folder and not os.path.isfile(anno_file):
+            return  # inference then labels with COCO's categories, as ppdet does
         if not os.path.isfile(anno_file):
             raise ToolError(f"{_where(section, 'anno_path', anno_path)}: {anno_file}: no such "
                             f"file")
