@@ -58,12 +58,13 @@ def _draw_image(rng, width, height, max_objects):
     return np.clip(image, 0, 255).astype(np.uint8), objects
 
 
-def _write_split(root, split, count, rng, width, height, max_objects, first_ann_id):
+def _write_split(root, split, rngs, width, height, max_objects, first_ann_id):
+    """`rngs`: one random generator per image, in file order."""
     image_dir = os.path.join(root, split)
     os.makedirs(image_dir)
     images, annotations = [], []
     ann_id = first_ann_id
-    for index in range(count):
+    for index, rng in enumerate(rngs):
         image, objects = _draw_image(rng, width, height, max_objects)
         file_name = f'{split}_{index:05d}.jpg'
         cv2.imwrite(os.path.join(image_dir, file_name), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -87,9 +88,18 @@ def _write_split(root, split, count, rng, width, height, max_objects, first_ann_
     return ann_id
 
 
+# The first this many training images, then the validation images, come from one random stream
+# (the dataset as first published); further training images come from a second stream, so asking
+# for more training images never changes the validation set.
+BASE_TRAIN_IMAGES = 64
+
+
 def make_shapes_dataset(root, num_train=64, num_val=16, width=320, height=320, max_objects=4,
                         seed=0):
     """Write `root/{train,val}/*.jpg` and `root/annotations/instances_{train,val}.json`.
+
+    The validation images depend on `seed`, `num_val`, the size and `max_objects`, never on
+    `num_train` beyond BASE_TRAIN_IMAGES.
 
     The dataset is built in a temporary sibling folder and moved into place at the end, so an
     interrupted run never leaves a half-written dataset at `root`. An existing `root` is replaced.
@@ -108,8 +118,11 @@ def make_shapes_dataset(root, num_train=64, num_val=16, width=320, height=320, m
     try:
         os.makedirs(os.path.join(staging, 'annotations'))
         rng = np.random.RandomState(seed)
-        next_id = _write_split(staging, 'train', num_train, rng, width, height, max_objects, 1)
-        _write_split(staging, 'val', num_val, rng, width, height, max_objects, next_id)
+        extra_rng = np.random.RandomState([seed, 1])
+        base = min(num_train, BASE_TRAIN_IMAGES)
+        train_rngs = [rng] * base + [extra_rng] * (num_train - base)
+        next_id = _write_split(staging, 'train', train_rngs, width, height, max_objects, 1)
+        _write_split(staging, 'val', [rng] * num_val, width, height, max_objects, next_id)
         if os.path.isdir(root):
             shutil.rmtree(root)
         os.replace(staging, root)
