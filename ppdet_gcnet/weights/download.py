@@ -39,6 +39,11 @@ class ChecksumMismatch(DownloadError):
     pass
 
 
+class Unreachable(DownloadError):
+    """No answer from the server at all (refused, no route or name, timed out): usually no
+    network here."""
+
+
 @contextlib.contextmanager
 def file_lock(path):
     """Exclusive advisory lock held for the block (between processes and threads alike,
@@ -150,14 +155,14 @@ def _open(url, headers, timeout):
     except urllib.error.URLError as error:
         reason = error.reason
         if isinstance(reason, ConnectionRefusedError):
-            raise DownloadError(f"{url}: connection refused") from None
+            raise Unreachable(f"{url}: connection refused") from None
         if isinstance(reason, (socket.timeout, TimeoutError)):
-            raise DownloadError(f"{url}: timed out after {timeout:g}s") from None
-        raise DownloadError(f"{url}: cannot connect ({reason})") from None
+            raise Unreachable(f"{url}: timed out after {timeout:g}s") from None
+        raise Unreachable(f"{url}: cannot connect ({reason})") from None
     except (socket.timeout, TimeoutError):
-        raise DownloadError(f"{url}: timed out after {timeout:g}s") from None
+        raise Unreachable(f"{url}: timed out after {timeout:g}s") from None
     except ConnectionError as error:
-        raise DownloadError(f"{url}: connection failed ({error})") from None
+        raise Unreachable(f"{url}: connection failed ({error})") from None
 
 
 _CONTENT_RANGE = re.compile(r'bytes (\d+)-(\d+)/(\d+|\*)')

@@ -63,6 +63,12 @@ MODELS = (
         format=PDPARAMS,
         config=None,
         note='ImageNet ResNet50-vd backbone (dygraph names); pretrain_weights of every config'),
+    ModelEntry(
+        name='ResNet18_vd_pretrained',
+        url='https://paddledet.bj.bcebos.com/models/pretrained/ResNet18_vd_pretrained.pdparams',
+        format=PDPARAMS,
+        config=None,
+        note='ImageNet ResNet18-vd backbone (dygraph names); the shapes fine-tune config'),
 )
 
 

@@ -3,7 +3,7 @@ verified, converted (legacy archives) and cached; local paths pass through uncha
 import os
 import sys
 
-from .download import DownloadError, download, file_lock
+from .download import DownloadError, Unreachable, download, file_lock
 from .manifest import LEGACY_STATIC, MMDET_PTH, PDPARAMS, find_entry
 
 CACHE_ENV = 'PPDET_GCNET_CACHE'
@@ -79,6 +79,10 @@ def fetch_entry(entry, root=None, progress=True, timeout=60.0):
             return converted
     except WeightsError:
         raise
+    except Unreachable as error:
+        raise WeightsError(f"{entry.name}: {error}: no network? Run `python "
+                           f"tools/download_weights.py {entry.name}` where there is one and "
+                           f"pass the file it prints as a local path") from None
     except (DownloadError, OSError, ValueError) as error:
         raise WeightsError(f"{entry.name}: {error}") from None
 
