@@ -66,12 +66,11 @@ def loopback(stand_in):
     httpd.server_close()
 
 
-def test_download_prints_sha256_and_weights_load_into_the_finetune_model(
+def test_download_prints_sha256_and_the_config_resolves_to_the_verified_file(
         loopback, stand_in, tmp_path, monkeypatch, capsys):
     import dataclasses
     import importlib
 
-    import numpy as np
     monkeypatch.syspath_prepend(os.path.join(ROOT, 'tools'))
     download_weights = importlib.import_module('download_weights')
     from ppdet_gcnet.weights import manifest, resolve
@@ -92,16 +91,8 @@ def test_download_prints_sha256_and_weights_load_into_the_finetune_model(
     # The config's own pretrain_weights value (the official URL) resolves to the cached file.
     pretrain = _own_keys(FINETUNE[real.name])['pretrain_weights']
     assert resolve.resolve_weights(pretrain) == cached
-
-    # ...and loads into the fine-tune model's backbone: every ResNet weight, GC blocks left out.
-    from ppdet_gcnet.modeling import GCResNet
-    from ppdet_gcnet.pretrained import load_pretrained_weights
-    backbone = GCResNet(depth=18, variant='d', freeze_at=0, freeze_norm=True)
-    missing = load_pretrained_weights(backbone, cached)
-    assert missing and all('.gc_block.' in name for name in missing)
-    state = backbone.state_dict()
-    for key, value in stand_in[1].items():
-        np.testing.assert_array_equal(state[key].numpy(), value)
+    # (that such a file loads into GCResNet, GC blocks left at their initialisation, is
+    # tests/test_gc_resnet.py's pretrained-load test)
 
 
 def _closed_port():
