@@ -101,13 +101,16 @@ def _closed_port():
         return sock.getsockname()[1]
 
 
-def test_without_network_training_stops_with_one_line(tmp_path):
+def test_without_network_training_stops_with_one_line(tmp_path, shapes_dataset):
     # All traffic goes to a proxy port nobody listens on: as good as no network, on any machine.
     proxy = f'http://127.0.0.1:{_closed_port()}'
     env = {'https_proxy': proxy, 'http_proxy': proxy, 'HTTPS_PROXY': proxy, 'HTTP_PROXY': proxy,
            'no_proxy': '', 'NO_PROXY': '', 'PPDET_GCNET_CACHE': str(tmp_path / 'cache')}
-    result = run_tool('tools/train.py', '-c', FINETUNE['ResNet18_vd_pretrained'], env=env,
-                      timeout=300)
+    # a dataset that exists, so the only thing missing is the network (a fresh clone has none)
+    datasets = [f'{name}.dataset_dir={shapes_dataset}'
+                for name in ('TrainDataset', 'EvalDataset', 'TestDataset')]
+    result = run_tool('tools/train.py', '-c', FINETUNE['ResNet18_vd_pretrained'],
+                      '-o', *datasets, env=env, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith('error:')]
     assert len(lines) == 1 and 'Traceback' not in result.stderr, result.stderr[-2000:]
