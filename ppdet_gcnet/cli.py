@@ -4,6 +4,7 @@ line (`-c`, `-o key=value`), config loading with one-line errors, device choice,
 import difflib
 import glob
 import os
+import re
 import sys
 
 import yaml
@@ -11,6 +12,16 @@ import yaml
 
 class ToolError(Exception):
     """A bad command-line or config value; tools print it as one line and exit with status 2."""
+
+
+class _OverrideLoader(yaml.SafeLoader):
+    """YAML for `-o` values, reading `1e-3` and `5e4` as numbers, as a user (and YAML 1.2) does;
+    PyYAML's YAML 1.1 wants a dot and a signed exponent. Quoted values stay strings."""
+
+
+_OverrideLoader.add_implicit_resolver(
+    'tag:yaml.org,2002:float', re.compile(r'^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$'),
+    list('-+0123456789.'))
 
 
 def _parse_overrides(opts):
@@ -23,7 +34,7 @@ def _parse_overrides(opts):
         if not key or any(not part for part in key.split('.')):
             raise ToolError(f"-o {opt!r}: empty key")
         try:
-            value = yaml.safe_load(text)
+            value = yaml.load(text, Loader=_OverrideLoader)
         except yaml.YAMLError as error:
             raise ToolError(f"-o {opt!r}: value is not valid YAML ({error.problem})")
         node = merged

@@ -60,3 +60,10 @@ def test_image_type_ppdet_cannot_read(tmp_path):
     image.write_bytes(b'RIFF0000WEBP')
     result = run_tool('tools/infer.py', '-c', QUICKSTART_CONFIG, '--infer_img', str(image))
     assert f"--infer_img {image}: not a supported image type" in _error_line(result)
+
+
+def test_missing_pretrain_weights(shapes_dataset, tmp_path):
+    result = run_tool('tools/train.py', '-c', QUICKSTART_CONFIG, '-o',
+                      f'TrainDataset.dataset_dir={shapes_dataset}',
+                      f'save_dir={tmp_path / "output"}', 'pretrain_weights=/tmp/nope/backbone')
+    assert "pretrain_weights: /tmp/nope/backbone: no such file" in _error_line(result)

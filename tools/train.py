@@ -7,7 +7,7 @@
 import _path  # noqa: F401
 
 from ppdet_gcnet.cli import (build_parser, check_output_dir, load_tool_config, parse_args,
-                             resolve_config_weights, run_tool)
+                             require_weights, resolve_config_weights, run_tool)
 from ppdet_gcnet.dataset_check import check_datasets
 
 
@@ -56,6 +56,8 @@ def main(argv=None):
     check_datasets(cfg, 'TrainDataset', *(['EvalDataset'] if args.eval else []))
     check_output_dir(cfg.get('save_dir', 'output'), 'save_dir')
     resolve_config_weights(cfg, keys=('pretrain_weights', ))
+    if cfg.get('pretrain_weights') and not checkpoint:
+        require_weights(cfg, 'pretrain_weights')
 
     trainer = Trainer(cfg, mode='train')
     if checkpoint:
