@@ -1,18 +1,17 @@
 """Shared, session-scoped fixtures of the deploy tests (imported by tests/test_deploy_*.py).
 
-One small GC(add) Mask R-CNN from the quickstart shapes config, random weights (seeded) with BatchNorm
+One small GC(add) Mask R-CNN (tests/configs/gc_r18_shapes.yml: ResNet18-vd, the shapes classes), random weights (seeded) with BatchNorm
 statistics calibrated on the test image (untrained statistics let activations grow through 50
 layers until every score saturates to 0 or 1), test resize 160 px, NMS forced to keep DETECTIONS boxes so
 parity compares real boxes and masks, exported once.
 """
-import glob
 import os
 
 import numpy as np
 import pytest
 
-# The quickstart GC(add) config on the shapes dataset (its backbone depth is in its name).
-SHAPES_CONFIG_GLOB = 'configs/gcnet/shapes/mask_rcnn_*_gcb_add_r16_shapes.yml'
+# A fixed small GC(add) config on the shapes dataset (not the quickstart's, whose recipe changes).
+SHAPES_CONFIG = 'tests/configs/gc_r18_shapes.yml'
 TEST_SIZE = 160
 DETECTIONS = 12
 LABELS = ['circle', 'square', 'triangle']
@@ -24,9 +23,7 @@ def build_model(repo_root, image, seed=0):
     import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies compat)
     from ppdet.core.workspace import create, load_config
     from ppdet_gcnet.deploy.export import calibrate_batch_norm, force_detections
-    configs = sorted(glob.glob(os.path.join(repo_root, SHAPES_CONFIG_GLOB)))
-    assert configs, f"no config matches {SHAPES_CONFIG_GLOB}"
-    cfg = load_config(configs[0])
+    cfg = load_config(os.path.join(repo_root, SHAPES_CONFIG))
     for transform in cfg['TestReader']['sample_transforms']:
         if 'Resize' in transform:
             transform['Resize']['target_size'] = [TEST_SIZE, TEST_SIZE]

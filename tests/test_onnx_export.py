@@ -1,6 +1,6 @@
 """ONNX export: each rewritten inference stage equals ppdet's (dygraph), and `model.onnx` run by
 ONNX Runtime and OpenVINO (fp32) gives the Paddle export's boxes, scores and masks, for the
-quickstart config and the GC add, GC mul and control rows (shrunk), through the library and
+small GC test config (tests/configs/gc_r18_shapes.yml) and the GC add, GC mul and control rows (shrunk), through the library and
 through tools/export_model.py --onnx; PaddleDetection's two-step flow (export, then the
 `paddle2onnx` command) works on the export; export errors are one line."""
 import os
@@ -76,7 +76,7 @@ def assert_same_detections(reference, candidate, box_atol=BOX_ATOL_PX):
 
 @pytest.fixture(scope='module')
 def stages(dygraph_model):
-    """The quickstart model's intermediate tensors on the test image."""
+    """The small GC model's intermediate tensors on the test image."""
     cfg, model, image = dygraph_model
     inputs = tensors(image)
     with paddle.no_grad():
@@ -217,7 +217,7 @@ def test_whole_model_equals_ppdet(dygraph_model, repo_root):
 
 @pytest.fixture(scope='module')
 def quickstart_onnx(onnx_model, dygraph_model):
-    """The quickstart model exported with raw masks and ONNX by the library exporter."""
+    """The small GC model exported with raw masks and ONNX by the library exporter."""
     return onnx_model[2], dygraph_model[2]
 
 
@@ -335,7 +335,7 @@ def test_without_paddle2onnx_export_onnx_says_what_to_install(repo_root, tmp_pat
     shadow.mkdir()
     (shadow / 'paddle2onnx.py').write_text("raise ImportError('No module named paddle2onnx')\n")
     env = dict(os.environ, PYTHONPATH=f"{shadow}{os.pathsep}{repo_root}")
-    config = 'configs/gcnet/shapes/mask_rcnn_r18_vd_fpn_gcb_add_r16_shapes.yml'
+    config = 'tests/configs/gc_r18_shapes.yml'
     run = subprocess.run(
         [sys.executable, os.path.join(repo_root, 'tools', 'export_model.py'), '-c',
          os.path.join(repo_root, config), '-o', f'weights={tmp_path / "w"}', '--output_dir', str(tmp_path / 'out'), '--onnx'],

@@ -10,7 +10,7 @@ import pytest
 
 from ppdet_gcnet.analysis.context_inputs import InputError, check_output_dir, collect_images
 
-CONFIG = 'configs/gcnet/shapes/mask_rcnn_r18_vd_fpn_gcb_add_r16_shapes.yml'
+CONFIG = 'tests/configs/gc_r18_shapes.yml'  # a small GC model (ResNet18-vd, GC on c3-c5)
 
 
 def _run_tool(repo_root, *args):
@@ -19,7 +19,7 @@ def _run_tool(repo_root, *args):
                           cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_run_on_quickstart_config(repo_root, shapes_dataset, tmp_path):
+def test_cli_run_on_a_small_gc_config(repo_root, shapes_dataset, tmp_path):
     image = os.path.join(shapes_dataset, 'val', 'val_00000.jpg')
     result = _run_tool(repo_root, '-o', 'weights=null', '--infer_img', image,
                        '--output_dir', str(tmp_path))
