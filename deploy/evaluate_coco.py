@@ -2,9 +2,11 @@
 
     python deploy/evaluate_coco.py --model_dir EXPORT --anno_file dataset/shapes/annotations/instances_val.json \
         --image_dir dataset/shapes/val --enable_mkldnn [--enable_mkldnn_bfloat16] [--output FILE]
+    python deploy/evaluate_coco.py ... --backend openvino --run_mode int8   # an --onnx export
 
 Used to measure what a precision or backend change costs in accuracy: the same export evaluated
-with oneDNN fp32 and bf16 on the same images. Every detection is kept (threshold 0), class ids map
+with oneDNN fp32 and bf16 on the same images, or its ONNX model and its int8 model
+(deploy/python/quantize.py) with OpenVINO. Every detection is kept (threshold 0), class ids map
 to the annotation file's category ids in sorted order (ppdet's convention).
 """
 import argparse
@@ -56,6 +58,8 @@ def main(argv=None):
     p.add_argument('--model_dir', required=True)
     p.add_argument('--anno_file', required=True)
     p.add_argument('--image_dir', required=True)
+    p.add_argument('--backend', default='paddle', help='paddle, onnxruntime or openvino')
+    p.add_argument('--run_mode', default='paddle', help='paddle, or int8 (ONNX backends)')
     p.add_argument('--enable_mkldnn', action='store_true')
     p.add_argument('--enable_mkldnn_bfloat16', action='store_true')
     p.add_argument('--cpu_threads', type=int, default=2)
@@ -65,8 +69,9 @@ def main(argv=None):
         if not (os.path.isfile(path) if what == 'file' else os.path.isdir(path)):
             p.error(f"{path!r}: no such {what}")
     try:
-        model = load_model_files(args.model_dir)
+        model = load_model_files(args.model_dir, args.backend)
         detector = Detector(model, PredictorOptions(
+            backend=args.backend, run_mode=args.run_mode,
             cpu_threads=args.cpu_threads, enable_mkldnn=args.enable_mkldnn,
             enable_mkldnn_bfloat16=args.enable_mkldnn_bfloat16))
     except DeployError as e:
@@ -84,7 +89,9 @@ def main(argv=None):
         print(f"\r[evaluate] {index + 1}/{len(images)} images", end='', file=sys.stderr)
     print(file=sys.stderr)
     report = {'model_dir': args.model_dir, 'images': len(images),
-              'precision': 'bf16' if args.enable_mkldnn_bfloat16 else 'fp32',
+              'backend': args.backend,
+              'precision': ('int8' if args.run_mode == 'int8' else
+                            'bf16' if args.enable_mkldnn_bfloat16 else 'fp32'),
               'onednn': args.enable_mkldnn, 'bbox': evaluate(coco, results, 'bbox'),
               'segm': evaluate(coco, [r for r in results if 'segmentation' in r], 'segm')}
     print(json.dumps(report))

@@ -57,7 +57,9 @@ def build_parser():
     p.add_argument('--backend', default='paddle', help='paddle (model.json), onnxruntime or '
                    'openvino (model.onnx; pip install -r requirements-onnx.txt)')
     p.add_argument('--device', default='CPU', help='CPU or GPU')
-    p.add_argument('--run_mode', default='paddle', help='paddle, trt_fp32, trt_fp16, trt_int8')
+    p.add_argument('--run_mode', default='paddle', help='paddle, trt_fp32, trt_fp16, trt_int8 '
+                   '(TensorRT, GPU), or int8 (CPU: model_int8.onnx of deploy/python/quantize.py '
+                   'with --backend openvino or onnxruntime)')
     p.add_argument('--cpu_threads', type=int, default=1)
     p.add_argument('--enable_mkldnn', **flag, help='oneDNN kernels on CPU')
     p.add_argument('--enable_mkldnn_bfloat16', **flag, help='bf16 (needs AVX512-BF16/AMX): oneDNN '

@@ -16,7 +16,8 @@ from .errors import DeployError
 from .model_files import ModelFiles
 
 DEVICES = ('CPU', 'GPU')
-RUN_MODES = ('paddle', 'trt_fp32', 'trt_fp16', 'trt_int8')
+# 'int8': the export's int8 ONNX model (deploy/python/quantize.py) on ONNX Runtime or OpenVINO.
+RUN_MODES = ('paddle', 'trt_fp32', 'trt_fp16', 'trt_int8', 'int8')
 BACKENDS = ('paddle', 'onnxruntime', 'openvino')
 
 
@@ -38,10 +39,15 @@ class PredictorOptions:
             raise DeployError(f"--device {self.device!r}: allowed {', '.join(DEVICES)}")
         if self.run_mode not in RUN_MODES:
             raise DeployError(f"--run_mode {self.run_mode!r}: allowed {', '.join(RUN_MODES)}")
-        if self.backend != 'paddle' and (device != 'CPU' or self.run_mode != 'paddle'):
+        if self.backend != 'paddle' and (device != 'CPU'
+                                         or self.run_mode not in ('paddle', 'int8')):
             raise DeployError(f"--backend {self.backend}: runs on CPU only (--device CPU, "
-                              "--run_mode paddle)")
-        if self.run_mode != 'paddle' and device != 'GPU':
+                              "--run_mode paddle or int8)")
+        if self.run_mode == 'int8' and self.backend == 'paddle':
+            raise DeployError("--run_mode int8: Paddle Inference 3.3.1 has no CPU int8 path for "
+                              "PIR exports; quantize the ONNX export (deploy/python/quantize.py) "
+                              "and run it with --backend openvino or onnxruntime")
+        if self.run_mode.startswith('trt_') and device != 'GPU':
             raise DeployError(f"--run_mode {self.run_mode}: TensorRT needs --device GPU")
         if self.cpu_threads < 1:
             raise DeployError(f"--cpu_threads {self.cpu_threads}: must be >= 1")

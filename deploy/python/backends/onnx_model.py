@@ -1,4 +1,5 @@
-"""What the ONNX backends share: finding `model.onnx` and importing an optional package."""
+"""What the ONNX backends share: finding `model.onnx` (or `model_int8.onnx`) and importing an
+optional package."""
 import importlib
 import os
 
@@ -15,8 +16,18 @@ def import_optional(package, backend):
                           f"installed: {INSTALL_HINT}")
 
 
-def onnx_file(model):
-    path = os.path.join(model.model_dir, model.infer_cfg.get('onnx_file') or 'model.onnx')
+INT8_FILE = 'model_int8.onnx'  # written by deploy/python/quantize.py
+
+
+def onnx_file(model, int8=False):
+    """The export's fp32 ONNX model, or with `int8` its quantized one."""
+    if int8:
+        path = os.path.join(model.model_dir, INT8_FILE)
+        if not os.path.isfile(path):
+            raise DeployError(f"{path}: missing (int8 model); make it with "
+                              "deploy/python/quantize.py --model_dir ... --calib_image_dir ...")
+    else:
+        path = os.path.join(model.model_dir, model.infer_cfg.get('onnx_file') or 'model.onnx')
     if not os.path.isfile(path):
         raise DeployError(f"{path}: missing (ONNX model); export with "
                           "tools/export_model.py --onnx")

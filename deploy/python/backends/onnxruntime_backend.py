@@ -26,7 +26,7 @@ def create(model, options):
         raise DeployError("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path; use "
                           "--backend openvino or --backend paddle for bf16")
     ort = import_optional('onnxruntime', 'onnxruntime')
-    path = onnx_file(model)
+    path = onnx_file(model, int8=options.run_mode == 'int8')
     session_options = ort.SessionOptions()
     session_options.intra_op_num_threads = options.cpu_threads
     session_options.inter_op_num_threads = 1

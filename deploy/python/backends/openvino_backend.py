@@ -28,7 +28,7 @@ class OpenVinoPredictor:
 
 def create(model, options):
     ov = import_optional('openvino', 'openvino')
-    path = onnx_file(model)
+    path = onnx_file(model, int8=options.run_mode == 'int8')
     config = {'INFERENCE_PRECISION_HINT': 'bf16' if options.enable_mkldnn_bfloat16 else 'f32',
               'INFERENCE_NUM_THREADS': options.cpu_threads}
     try:

@@ -1,0 +1,182 @@
+"""Post-training int8 quantization of an ONNX export for CPU, calibrated on a handful of images.
+
+    python deploy/python/quantize.py --model_dir output_inference/<config> \
+        --calib_image_dir dataset/shapes/val --calib_num 8
+    python deploy/python/infer.py --model_dir output_inference/<config> --image_file demo.jpg \
+        --backend openvino --run_mode int8          # or --backend onnxruntime --run_mode int8
+
+Reads the export's `model.onnx` (`tools/export_model.py --onnx`), runs it on `--calib_num`
+images preprocessed exactly as deploy does (infer_cfg.yml), records every convolution's input
+range (min/max) and writes `model_int8.onnx` beside it (temporary name first, then renamed):
+the same graph with int8 QuantizeLinear/DequantizeLinear pairs around the convolutions (weights
+per output channel, symmetric int8; activations per tensor, uint8). ONNX Runtime runs it with its
+int8 kernels and OpenVINO turns each pair into its int8 convolutions; everything else (RPN
+decoding, NMS, TopK, RoIAlign, the box head's fully connected layers, mask logits) stays fp32.
+
+ONNX Runtime's static quantizer (onnxruntime.quantization, part of the `onnxruntime` package of
+requirements-onnx.txt) does the calibration. OpenVINO's own tool, NNCF, cannot be used on this
+stack: NNCF >= 2.15 requires numpy >= 1.24 (paddledet 2.6 needs numpy < 1.24), and NNCF <= 2.14
+imports `openvino.runtime`, which OpenVINO 2026 no longer has.
+
+Afterwards it compares int8 with fp32 on up to --check_num of the images (ONNX Runtime, one
+image at a time) and prints how closely the detections agree.
+"""
+import argparse
+import os
+import sys
+
+if __package__ in (None, ''):  # run as a script: make `deploy.python` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+import numpy as np  # noqa: E402
+
+from deploy.python.backends.onnx_model import INT8_FILE  # noqa: E402
+from deploy.python.errors import DeployError  # noqa: E402
+
+# Only convolutions (backbone, FPN, RPN, mask head) are quantized: they carry almost all the
+# arithmetic, and the detection-specific parts keep their fp32 numerics.
+QUANTIZED_OPS = ('Conv',)
+INSTALL_HINT = "pip install -r requirements-onnx.txt"
+
+
+def require_quantizer():
+    try:
+        from onnxruntime import quantization  # noqa: F401
+    except ImportError:
+        raise DeployError("int8 quantization needs the onnxruntime package (its quantization "
+                          f"tools), which is not installed: {INSTALL_HINT}")
+    return quantization
+
+
+def calibration_inputs(model, image_paths):
+    """Yield the export's input dict (batch 1) for each image, preprocessed as deploy does."""
+    from deploy.python.image_io import read_image_rgb
+    from deploy.python.infer import plan_inputs
+    from deploy.python.preprocess import build_preprocess, preprocess_image
+    ops = build_preprocess(model.preprocess)
+    for path in image_paths:
+        tensor, info = preprocess_image(read_image_rgb(path), ops)
+        im_shape, factor, _ = plan_inputs(info, model.raw_masks)
+        yield {'image': tensor[None], 'im_shape': np.asarray(im_shape, np.float32)[None],
+               'scale_factor': np.asarray(factor, np.float32)[None]}
+
+
+def quantize_export(model_dir, image_paths, log=print):
+    """Write `model_dir/model_int8.onnx` calibrated on `image_paths`; returns its path."""
+    from deploy.python.backends.onnx_model import onnx_file
+    from deploy.python.model_files import load_model_files
+    quantization = require_quantizer()
+    if not image_paths:
+        raise DeployError("no calibration image")
+    model = load_model_files(model_dir, backend='onnxruntime')
+    source = onnx_file(model)
+    import onnx
+    graph_inputs = {i.name for i in onnx.load(source, load_external_data=False).graph.input}
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.inputs = calibration_inputs(model, image_paths)
+
+        def get_next(self):
+            inputs = next(self.inputs, None)
+            return None if inputs is None else {k: v for k, v in inputs.items()
+                                                if k in graph_inputs}
+
+    target = os.path.join(model_dir, INT8_FILE)
+    partial = target + '.partial'
+    try:
+        quantization.quantize_static(
+            source, partial, Reader(), quant_format=quantization.QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False,
+            activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8,
+            calibrate_method=quantization.CalibrationMethod.MinMax,
+            extra_options={'WeightSymmetric': True, 'ActivationSymmetric': False})
+        os.replace(partial, target)
+    except DeployError:
+        raise
+    except Exception as e:  # the quantizer raises many types; one line for the user
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise DeployError(f"{source}: int8 quantization failed "
+                          f"({(lines[-1] if lines else type(e).__name__)[:300]})")
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    log(f"int8 model ({len(image_paths)} calibration images) -> {target}")
+    return target
+
+
+def compare(model_dir, image_paths, score_threshold=0.3):
+    """int8 against fp32 (ONNX Runtime) on `image_paths`: for each fp32 detection scoring at
+    least `score_threshold`, the same-class int8 box overlapping it most. Returns the mean and
+    worst IoU of those pairs, the fraction with IoU >= 0.9 and the mean / max score difference."""
+    from deploy.agreement import box_iou
+    from deploy.python.infer import Detector
+    from deploy.python.image_io import read_image_rgb
+    from deploy.python.model_files import load_model_files
+    from deploy.python.predictor import PredictorOptions
+    model = load_model_files(model_dir, backend='onnxruntime')
+    detectors = {mode: Detector(model, PredictorOptions(backend='onnxruntime', run_mode=mode,
+                                                        cpu_threads=2))
+                 for mode in ('paddle', 'int8')}
+    ious, score_diffs, reference_count = [], [], 0
+    for path in image_paths:
+        image = read_image_rgb(path)
+        (fp32,) = detectors['paddle'].predict([image], score_threshold)
+        (int8,) = detectors['int8'].predict([image], 0.0)
+        reference_count += len(fp32['scores'])
+        for box, label, score in zip(fp32['boxes'], fp32['class_ids'], fp32['scores']):
+            same = np.where(int8['class_ids'] == label)[0]
+            if not len(same):
+                ious.append(0.0)
+                score_diffs.append(float(score))
+                continue
+            overlap = box_iou(box, int8['boxes'][same])
+            best = int(np.argmax(overlap))
+            ious.append(float(overlap[best]))
+            score_diffs.append(float(abs(int8['scores'][same[best]] - score)))
+    if not ious:
+        return {'images': len(image_paths), 'fp32_detections': 0}
+    ious, score_diffs = np.array(ious), np.array(score_diffs)
+    return {'images': len(image_paths), 'fp32_detections': reference_count,
+            'score_threshold': score_threshold,
+            'mean_iou': round(float(ious.mean()), 4), 'min_iou': round(float(ious.min()), 4),
+            'iou_ge_0.9': round(float((ious >= 0.9).mean()), 4),
+            'mean_score_diff': round(float(score_diffs.mean()), 4),
+            'max_score_diff': round(float(score_diffs.max()), 4)}
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--model_dir', required=True, help='an export made with --onnx')
+    p.add_argument('--calib_image_dir', required=True, help='calibration images (a directory)')
+    p.add_argument('--calib_num', type=int, default=8, help='how many of them (sorted by name)')
+    p.add_argument('--check_num', type=int, default=4,
+                   help='compare int8 with fp32 on this many of the images (0: skip)')
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from deploy.python.image_io import list_images
+    try:
+        if args.calib_num < 1:
+            raise DeployError(f"--calib_num {args.calib_num}: must be >= 1")
+        if not args.calib_image_dir or not os.path.isdir(args.calib_image_dir):
+            raise DeployError(f"--calib_image_dir {args.calib_image_dir!r}: no such directory")
+        paths, _ = list_images(None, args.calib_image_dir)
+        if not paths:
+            raise DeployError(f"--calib_image_dir {args.calib_image_dir}: no image in it")
+        quantize_export(args.model_dir, paths[:args.calib_num])
+        if args.check_num > 0:
+            import json
+            print('int8 vs fp32 (ONNX Runtime): ' + json.dumps(
+                compare(args.model_dir, paths[:args.check_num])))
+    except DeployError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
