@@ -10,14 +10,33 @@ Because the attention weights sum to one, the context is the same affine map of 
 So the block can read y instead of x. Under oneDNN this matters: x comes out of the fused
 conv+BN in a blocked layout, the context matmul reorders it to a plain one first (one full pass
 over a C x H x W map per block), and because x then has several consumers the shortcut add no
-longer fuses into the conv. Pooling from y reorders a map 4x smaller, and with `channel_add`
-alone x's only consumer is the shortcut add again: `relu((conv(y) + shortcut) + t)`.
+longer fuses into the conv. Pooling from y reorders a map 4x smaller, and x's only consumer is
+the conv's own residual add again (below: x never leaves the fused conv).
 Same function (float rounding aside); the tests compare it with the original in dygraph and on
 the exported model. Basic blocks (ResNet18/34, a 3x3 last conv) keep the original form.
+
+The fusion is written so that Paddle Inference's oneDNN bf16 passes keep the whole block in bf16
+(read from the optimised program, Paddle 3.3.1). Their bf16 op list has `add`, `multiply`,
+`reshape`, `softmax`, `matmul`, `conv2d`, but neither `flatten` nor `fused_elementwise_add`, and an
+op next to an fp32 op is turned back to fp32:
+- `relu((conv(y) + short) + t)` fuses the add and relu into `fused_elementwise_add`, which runs
+  in fp32: the full-size map was converted to fp32 for it, and the big 1x1 conv before it ran in
+  fp32 too. Written `relu(conv(y) + (short + t))`, the broadcast add stays a bf16 `add` and
+  conv + residual + relu fuse into one bf16 conv, as in the control.
+- `channel_mul`: `relu(conv(y) * s + short)` with `s = sigmoid(t) > 0` equals
+  `s * relu(conv(y) + short / s)`, so conv + residual + relu fuse again and the two broadcast
+  multiplies stay bf16. `1 / s = 1 + exp(-t)`; t is clipped at -30 first so that it stays finite
+  (sigmoid(-30) = 9e-14: the clipped value changes the output by less than 1e-13 of it).
+- The context is pooled through `reshape` (a bf16 op), not `flatten`, so y reaches the matmul
+  in bf16 instead of through a full-size bf16 -> fp32 pass.
+In fp32 the op count is the same as before (one or two broadcast passes over the map per block).
 """
 import paddle
 import paddle.nn.functional as F
 from ppdet.modeling.backbones.resnet import BottleNeck
+
+# channel_mul logits are clipped here so that 1 / sigmoid stays finite (see above).
+MUL_LOGIT_MIN = -30.0
 
 
 def _folded_conv_norm(conv_norm):
@@ -40,24 +59,24 @@ class LeanGCBottleNeck(BottleNeck):
 
     def _lean_context(self, y):
         logits = F.conv2d(y, self.lean_mask_weight, self.lean_mask_bias)         # [N, 1, H, W]
-        attention = F.softmax(paddle.flatten(logits, start_axis=2), axis=2)      # [N, 1, HW]
-        pooled = paddle.matmul(paddle.flatten(y, start_axis=2), attention, transpose_y=True)
+        attention = F.softmax(paddle.reshape(logits, [0, 1, -1]), axis=2)        # [N, 1, HW]
+        pooled = paddle.matmul(paddle.reshape(y, [0, 0, -1]), attention, transpose_y=True)
         # [N, Cin, 1] -> the context of x: [N, C, 1, 1]
-        return F.conv2d(pooled.unsqueeze(-1), self.lean_weight, self.lean_bias)
+        return F.conv2d(paddle.reshape(pooled, [0, 0, 1, 1]), self.lean_weight, self.lean_bias)
 
     def forward(self, inputs):
         gc = self.gc_block
         y = self.branch2b(self.branch2a(inputs))
         context = self._lean_context(y)
         short = inputs if self.shortcut else self.short(inputs)
-        out = self.branch2c(y)
-        if gc.channel_mul_conv is not None:
-            out = out * F.sigmoid(gc.channel_mul_conv(context))
-            if gc.channel_add_conv is not None:
-                out = out + gc.channel_add_conv(context)
-            return F.relu(out + short)
-        # add only: the conv's single consumer is the shortcut add, which oneDNN fuses into it
-        return F.relu((out + short) + gc.channel_add_conv(context))
+        if gc.channel_mul_conv is None:
+            # the broadcast add on the shortcut: conv + residual + relu fuse into one op
+            return F.relu(self.branch2c(y) + (short + gc.channel_add_conv(context)))
+        # relu(x * s + a + short) = s * relu(x + (short + a) / s), s = sigmoid(t) > 0
+        t = paddle.clip(gc.channel_mul_conv(context), min=MUL_LOGIT_MIN)
+        residual = short if gc.channel_add_conv is None else short + gc.channel_add_conv(context)
+        residual = residual * (1.0 + paddle.exp(-t))                           # / sigmoid(t)
+        return F.relu(self.branch2c(y) + residual) * F.sigmoid(t)
 
 
 def _remove_gc_hook(conv_norm):
