@@ -1,4 +1,5 @@
 from .gc_block import GlobalContextBlock, GCConfigError
 from .gc_resnet import GCResNet
+from .jittered_gt_assigner import JitteredGTBBoxAssigner
 
-__all__ = ['GlobalContextBlock', 'GCConfigError', 'GCResNet']
+__all__ = ['GlobalContextBlock', 'GCConfigError', 'GCResNet', 'JitteredGTBBoxAssigner']
