@@ -38,9 +38,11 @@ CONFIGS = {
 }
 # Dygraph first: its outputs are the reference the exported modes are compared with.
 MODES = ('dygraph', 'onednn_fp32', 'onednn_bf16', 'plain', 'onnxruntime_fp32', 'openvino_fp32',
-         'openvino_bf16')
+         'openvino_bf16', 'onnxruntime_int8', 'openvino_int8')
 DEFAULT_MODES = ('onednn_fp32', 'onednn_bf16')
 ONNX_BACKENDS = ('onnxruntime', 'openvino')  # their modes run the `--onnx` exports
+# The _int8 modes run each `--onnx` export's model_int8.onnx (deploy/python/quantize.py),
+# calibrated on the benchmark's input image.
 # torchvision precision timed in the same rounds as each of our modes.
 TORCHVISION_PEER = {'onednn_fp32': 'fp32', 'onednn_bf16': 'bf16', 'onnxruntime_fp32': 'fp32',
                     'openvino_fp32': 'fp32', 'openvino_bf16': 'bf16'}
@@ -147,7 +149,8 @@ class PredictorRunner:
         from deploy.python.predictor import PredictorOptions, create_predictor
         backend = mode.split('_')[0] if mode.split('_')[0] in ONNX_BACKENDS else 'paddle'
         options = PredictorOptions(cpu_threads=threads, enable_mkldnn=mode.startswith('onednn'),
-                                   enable_mkldnn_bfloat16=mode.endswith('_bf16'), backend=backend)
+                                   enable_mkldnn_bfloat16=mode.endswith('_bf16'), backend=backend,
+                                   run_mode='int8' if mode.endswith('_int8') else 'paddle')
         self.predictor = create_predictor(load_model_files(export_dir), options)
 
     def __call__(self, inputs_np):
@@ -323,6 +326,13 @@ def run(args):
         dirs, states[name] = export_variants(name, args, inputs_np, report, onnx)
         export_dirs.update(dirs)
     variants = [name for kind, name in export_dirs if kind == 'export']
+    if any(m.endswith('_int8') for m in modes):
+        from deploy.python.quantize import quantize_export
+        for (kind, name), path in export_dirs.items():
+            if kind == 'export_onnx':
+                quantize_export(path, [image_path], log=lambda m: print(f"[benchmark] {m}",
+                                                                        file=sys.stderr))
+    fp32_outputs = {}  # per ONNX backend, the fp32 mode's outputs, for its int8 mode
     peers = torchvision_runners(args, image_path, modes, report)
 
     reference = None  # dygraph outputs, kept only as long as they are needed
@@ -360,6 +370,13 @@ def run(args):
         if mode != 'dygraph' and reference is not None:
             report.setdefault('agreement_vs_dygraph', {})[mode] = {
                 name: agreement(*reference[name.replace(LEAN, '')], *outputs[name])
+                for name in variants}
+        backend = mode.split('_')[0]
+        if mode == backend + '_fp32' and backend in ONNX_BACKENDS:
+            fp32_outputs[backend] = outputs
+        elif mode.endswith('_int8') and backend in fp32_outputs:
+            report.setdefault('agreement_int8_vs_fp32', {})[mode] = {
+                name: agreement(*fp32_outputs[backend][name], *outputs[name])
                 for name in variants}
         if mode != 'dygraph':  # lean form against the PaddleDetection form, same mode
             report.setdefault('agreement_lean_vs_export', {})[mode] = {
@@ -502,6 +519,14 @@ def markdown(report):
                 lines.append(f"| {mode} | {name} | {a['matched_fraction']:.3f} | "
                              f"{a['max_box_error_px']:.4f} | {a['max_score_error']:.6f} | "
                              f"{a['max_mask_prob_error']} | {a['mean_mask_iou']} |")
+    int8 = [(mode, name, a) for mode, per in report.get('agreement_int8_vs_fp32', {}).items()
+            for name, a in per.items()]
+    if int8:
+        lines += ['', '| int8 vs fp32, same backend | mode | same top-K box (IoU>=0.9) | '
+                  'max box err px | max score err | mean mask IoU |',
+                  '| --- | --- | ---: | ---: | ---: | ---: |']
+        lines += [f"| {name} | {mode} | {a['matched_fraction']:.3f} | {a['max_box_error_px']:.4f} | "
+                  f"{a['max_score_error']:.4f} | {a['mean_mask_iou']} |" for mode, name, a in int8]
     lean = [(mode, name, a) for mode, per in report.get('agreement_lean_vs_export', {}).items()
             for name, a in per.items()]
     if lean:

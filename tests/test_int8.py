@@ -158,3 +158,24 @@ def test_missing_quantizer_says_what_to_install(onnx_model, shapes_image, tmp_pa
                    os.path.dirname(shapes_image), env=env)
     assert_one_line_error(run, 'needs the onnxruntime package', 'requirements-onnx.txt')
     assert not os.path.exists(os.path.join(onnx_model[2], 'model_int8.onnx'))
+
+
+def test_benchmark_int8_modes(repo_root, shapes_dataset, tmp_path):
+    """deploy/benchmark.py's int8 modes quantize each --onnx export on the benchmark's image and
+    report int8 against fp32 of the same backend (read back; no timing asserted)."""
+    import json
+    from deploy import benchmark
+    from tests.tiny_config import write_tiny_config
+    config = write_tiny_config(repo_root, shapes_dataset, tmp_path, name='tiny_gc_add',
+                               backbone='GCResNet', test_proposals=32)
+    out = tmp_path / 'bench'
+    benchmark.run(benchmark.parse_args([
+        '--output_dir', str(out), '--size', '96', '96', '--image_size', '96', '128',
+        '--detections', '5', '--warmup', '0', '--repeats', '1', '--modes',
+        'openvino_fp32,openvino_int8', '--configs', 'gc_add', '--lean', 'off',
+        '--torchvision', 'off', '--cpu_threads', '1', '--config_file',
+        f"gc_add={config}"]))
+    report = json.loads((out / 'benchmark_inference.json').read_text())
+    assert report['modes']['openvino_int8']['gc_add']['runs'] == 1
+    assert os.path.isfile(out / 'export_onnx' / 'gc_add' / 'model_int8.onnx')
+    assert set(report['agreement_int8_vs_fp32']['openvino_int8']) == {'gc_add'}
