@@ -106,8 +106,8 @@ def quantize_export(model_dir, image_paths, log=print):
     return target
 
 
-def compare(model_dir, image_paths, score_threshold=0.3):
-    """int8 against fp32 (ONNX Runtime) on `image_paths`: for each fp32 detection scoring at
+def compare(model_dir, image_paths, backend='onnxruntime', score_threshold=0.3):
+    """int8 against fp32 (on `backend`) on `image_paths`: for each fp32 detection scoring at
     least `score_threshold`, the same-class int8 box overlapping it most. Returns the mean and
     worst IoU of those pairs, the fraction with IoU >= 0.9 and the mean / max score difference."""
     from deploy.agreement import box_iou
@@ -115,8 +115,8 @@ def compare(model_dir, image_paths, score_threshold=0.3):
     from deploy.python.image_io import read_image_rgb
     from deploy.python.model_files import load_model_files
     from deploy.python.predictor import PredictorOptions
-    model = load_model_files(model_dir, backend='onnxruntime')
-    detectors = {mode: Detector(model, PredictorOptions(backend='onnxruntime', run_mode=mode,
+    model = load_model_files(model_dir, backend=backend)
+    detectors = {mode: Detector(model, PredictorOptions(backend=backend, run_mode=mode,
                                                         cpu_threads=2))
                  for mode in ('paddle', 'int8')}
     ious, score_diffs, reference_count = [], [], 0
@@ -138,7 +138,7 @@ def compare(model_dir, image_paths, score_threshold=0.3):
     if not ious:
         return {'images': len(image_paths), 'fp32_detections': 0}
     ious, score_diffs = np.array(ious), np.array(score_diffs)
-    return {'images': len(image_paths), 'fp32_detections': reference_count,
+    return {'backend': backend, 'images': len(image_paths), 'fp32_detections': reference_count,
             'score_threshold': score_threshold,
             'mean_iou': round(float(ious.mean()), 4), 'min_iou': round(float(ious.min()), 4),
             'iou_ge_0.9': round(float((ious >= 0.9).mean()), 4),

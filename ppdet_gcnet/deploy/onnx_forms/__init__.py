@@ -44,6 +44,12 @@ def _objects(model):
 
 
 def check_supported(model):
+    legacy = sorted({type(obj).__name__ for obj in _objects(model)
+                     if type(obj).__module__.startswith('ppdet_gcnet.legacy')})
+    if legacy:
+        raise ValueError(f"the legacy heads ({', '.join(legacy)}) have no ONNX forms: export the "
+                         "same weights with the dygraph config instead (configs/gcnet/, "
+                         "e.g. mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml)")
     rpn = getattr(model, 'rpn_head', None)
     post = getattr(model, 'bbox_post_process', None)
     nms = getattr(post, 'nms', None)
