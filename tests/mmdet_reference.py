@@ -280,3 +280,141 @@ def rpn_proposals(rpn_outs, anchors, image_hw, nms_pre=1000, max_per_img=1000, i
     boxes, scores, levels = torch.cat(boxes), torch.cat(scores), torch.cat(levels)
     keep = batched_nms(boxes, scores, levels, iou)[:max_per_img]
     return boxes[keep], scores[keep]
+
+
+# ---------------------------------------------------------------- mmdetection 2.x simple_test
+
+RCNN_STDS = (0.1, 0.1, 0.2, 0.2)                       # bbox_head.bbox_coder.target_stds
+CASCADE_STDS = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
+
+
+def multiclass_nms(boxes, scores, score_thr=0.05, iou=0.5, max_per_img=100):
+    """mmdetection's multiclass_nms: `boxes` [K, C, 4] (class-specific) or [K, 4], `scores`
+    [K, C + 1] softmax with background last. Every (box, class) pair scoring above score_thr,
+    NMS within each class, the max_per_img best overall. -> boxes [D, 4], scores [D], labels [D]
+    (sorted by score)."""
+    from torchvision.ops import batched_nms
+    num_classes = scores.shape[1] - 1
+    if boxes.dim() == 2:
+        boxes = boxes[:, None, :].expand(-1, num_classes, 4)
+    scores = scores[:, :-1]
+    labels = torch.arange(num_classes).view(1, -1).expand_as(scores)
+    boxes, scores, labels = boxes.reshape(-1, 4), scores.reshape(-1), labels.reshape(-1)
+    valid = scores > score_thr
+    boxes, scores, labels = boxes[valid], scores[valid], labels[valid]
+    keep = batched_nms(boxes, scores, labels, iou)[:max_per_img]
+    return boxes[keep], scores[keep], labels[keep]
+
+
+def decode_per_class(rois, deltas, stds, image_hw):
+    """BBoxHead.get_bboxes' decoding: deltas [K, 4C] (or [K, 4]) against rois [K, 4] ->
+    [K, C, 4] (or [K, 4]), clipped to the image."""
+    if deltas.shape[1] == 4:
+        return decode_deltas(rois, deltas, stds, image_hw)
+    k, c4 = deltas.shape
+    boxes = decode_deltas(rois.repeat_interleave(c4 // 4, dim=0), deltas.reshape(-1, 4), stds,
+                          image_hw)
+    return boxes.reshape(k, c4 // 4, 4)
+
+
+def paste_masks(probs, boxes, image_hw, threshold=0.5):
+    """FCNMaskHead.get_seg_masks as mmdetection runs it on GPU (skip_empty False): each [M, M]
+    probability map resampled onto the whole image by bilinear grid sampling (pixel centres
+    +0.5, box edges at -1 / 1, align_corners False, zeros outside), then `>= threshold`
+    (None: the probabilities)."""
+    h, w = image_hw
+    x0, y0, x1, y1 = boxes[:, 0:1], boxes[:, 1:2], boxes[:, 2:3], boxes[:, 3:4]
+    ys = (torch.arange(h, dtype=torch.float32) + 0.5)[None]
+    xs = (torch.arange(w, dtype=torch.float32) + 0.5)[None]
+    ys = (ys - y0) / (y1 - y0) * 2 - 1
+    xs = (xs - x0) / (x1 - x0) * 2 - 1
+    grid = torch.stack([xs[:, None, :].expand(-1, h, -1), ys[:, :, None].expand(-1, -1, w)], 3)
+    pasted = F.grid_sample(probs[:, None], grid, align_corners=False)[:, 0]
+    return pasted if threshold is None else pasted >= threshold
+
+
+def bbox_stage(head, feats, rois):
+    with torch.no_grad():
+        return head(roi_features(feats, rois, 7))
+
+
+def simple_test(ref, x, **kwargs):
+    """mmdetection 2.x TwoStageDetector.simple_test on image `x` (see run_from_features)."""
+    with torch.no_grad():
+        feats = ref.features(torch.from_numpy(x))
+        return run_from_features(ref, feats, ref.rpn_head(feats), tuple(x.shape[2:]), **kwargs)
+
+
+def run_from_features(ref, feats, rpn_outs, image_hw, proposals=None, detections=None,
+                       score_thr=0.05, nms_iou=0.5, max_per_img=100, rpn_nms_pre=1000,
+                       rpn_max=1000):
+    """mmdetection 2.x simple_test (rescale with scale factor 1, one image) from FPN features
+    and RPN outputs, Mask R-CNN or Cascade Mask R-CNN by the reference's roi_head. To compare
+    stage by stage, `proposals` [K, 4] replace the RPN's and `detections` (boxes [D, 4], labels
+    [D]) the box head's. Returns {'proposals', 'cls_score' (logits; the stages' mean for a
+    cascade), 'bbox_pred' and 'rois' (the last stage's), 'boxes', 'scores', 'labels',
+    'mask_probs' [D, 28, 28], 'masks' [D, H, W] bool}."""
+    out = {}
+    with torch.no_grad():
+        if proposals is None:
+            anchors = mmdet_anchors(sizes=[tuple(f.shape[2:]) for f in feats])
+            proposals, _ = rpn_proposals(rpn_outs, anchors, image_hw, nms_pre=rpn_nms_pre,
+                                         max_per_img=rpn_max)
+        feats = feats[:4]
+        out['proposals'] = rois = proposals
+        heads = ref.roi_head.bbox_head
+        if isinstance(heads, nn.ModuleList):          # CascadeRoIHead.simple_test
+            logits = []
+            for stage, head in enumerate(heads):
+                cls_score, bbox_pred = bbox_stage(head, feats, rois)
+                logits.append(cls_score)
+                if stage < len(heads) - 1:            # class-agnostic regression
+                    rois = decode_deltas(rois, bbox_pred, CASCADE_STDS[stage], image_hw)
+            cls_score = torch.stack(logits).sum(0) / len(logits)
+            stds = CASCADE_STDS[-1]
+            mask_heads = list(ref.roi_head.mask_head)
+        else:
+            cls_score, bbox_pred = bbox_stage(heads, feats, rois)
+            stds = RCNN_STDS
+            mask_heads = [ref.roi_head.mask_head]
+        out.update(cls_score=cls_score, bbox_pred=bbox_pred, rois=rois)
+        boxes = decode_per_class(rois, bbox_pred, stds, image_hw)
+        out['boxes'], out['scores'], out['labels'] = multiclass_nms(
+            boxes, torch.softmax(cls_score, dim=1), score_thr, nms_iou, max_per_img)
+        det_boxes, det_labels = detections if detections is not None else (out['boxes'],
+                                                                            out['labels'])
+        mask_feats = roi_features(feats, det_boxes, 14)
+        probs = torch.stack([head(mask_feats).sigmoid() for head in mask_heads]).mean(0)
+        out['mask_probs'] = probs[torch.arange(len(probs)), det_labels]
+        out['masks'] = paste_masks(out['mask_probs'], det_boxes, image_hw)
+    return out
+
+
+def calibrate(ref, x, cls_gain=2.0, rpn_cls_gain=0.3, rpn_reg_gain=0.25, mask_gain=4.0):
+    """Seeded random weights make activations grow through deep trunks (RPN scores saturate),
+    give near-uniform class scores (no box above 0.05) and small RPN deltas. Calibrated: every
+    BN's running statistics are its input's statistics on image `x` (one forward pass in
+    training mode, cumulative averaging), the classifier is sharpened so that detections exist,
+    the mask logits so that masks are not all near the 0.5 threshold, and the RPN logits and
+    deltas scaled to a trained model's range (saturated sigmoid scores tie, and each framework
+    breaks ties its own way)."""
+    norms = [m for m in ref.modules() if isinstance(m, nn.BatchNorm2d)]
+    for bn in norms:
+        bn.reset_running_stats()
+        bn.momentum = None
+        bn.train()
+    with torch.no_grad():
+        ref.features(torch.from_numpy(x))
+    for bn in norms:
+        bn.num_batches_tracked.fill_(1000)
+    ref.eval()
+    with torch.no_grad():
+        heads = ref.roi_head.bbox_head
+        for head in heads if isinstance(heads, nn.ModuleList) else [heads]:
+            head.fc_cls.weight.mul_(cls_gain)
+        ref.rpn_head.rpn_reg.weight.mul_(rpn_reg_gain)
+        ref.rpn_head.rpn_cls.weight.mul_(rpn_cls_gain)
+        heads = ref.roi_head.mask_head
+        for head in heads if isinstance(heads, nn.ModuleList) else [heads]:
+            head.conv_logits.weight.mul_(mask_gain)
+    return ref

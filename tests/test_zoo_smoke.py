@@ -31,6 +31,9 @@ _READER = ("  sample_transforms:\n  - Decode: {{}}\n  - {resize}\n"
 def write_smoke_config(row, depth, dataset, work):
     resize = f"Resize: {{target_size: [{TINY_SIZE}, {TINY_SIZE}], interp: 1, keep_ratio: true}}"
     fixed = _READER.format(resize=resize)
+    # the mmdetection rows' proposal generator (a tagged object: a plain mapping here would
+    # replace it by ppdet's)
+    generator = '' if row.endswith('_vd_fpn_gcb_add_r16_1x_coco') else '!MMDetProposalGenerator '
     text = f"""_BASE_: ['{ROOT}/configs/gcnet/{row}.yml', '{ROOT}/configs/gcnet/shapes/shapes_instance.yml']
 use_gpu: false
 worker_num: 0
@@ -45,8 +48,8 @@ save_dir: {work}/output
 GCResNet: {{depth: {depth}, freeze_at: -1, freeze_norm: false}}
 FPN: {{out_channel: 32}}
 RPNHead:
-  train_proposal: {{pre_nms_top_n: 200, post_nms_top_n: 64}}
-  test_proposal: {{pre_nms_top_n: 200, post_nms_top_n: 64}}
+  train_proposal: {generator}{{pre_nms_top_n: 200, post_nms_top_n: 64, min_size: 0.0}}
+  test_proposal: {generator}{{pre_nms_top_n: 200, post_nms_top_n: 64, min_size: 0.0}}
 BBoxAssigner: {{batch_size_per_im: 32}}
 TwoFCHead: {{out_channel: 64}}
 CascadeTwoFCHead: {{out_channel: 64}}

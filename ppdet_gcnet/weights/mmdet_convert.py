@@ -2,9 +2,10 @@
 
 The config's model decides what must be filled (names, shapes, dtypes, built in a child process);
 `mmdet_names` says where each parameter comes from. Every checkpoint tensor must be used, except
-BN step counters and, for Cascade Mask R-CNN, the mask heads of the first two stages (ppdet's
-CascadeRCNN has one mask head, fed from mmdetection's last): an unused tensor means the config
-does not match the checkpoint (e.g. GC weights into a control config) and is an error.
+BN step counters and, for a Cascade Mask R-CNN config with ppdet's single MaskHead, the mask
+heads of the first two stages (the mmdetection rows use MMDetCascadeMaskHead, which has all
+three): an unused tensor means the config does not match the checkpoint (e.g. GC weights into a
+control config) and is an error.
 """
 import re
 
@@ -17,9 +18,12 @@ def cascade_stages(targets):
     return len([n for n in targets if re.fullmatch(r'bbox_head\.bbox_score_stage\d+\.weight', n)])
 
 
-def _dropped_mask_head(name, stages):
-    return bool(stages) and any(name.startswith(f'roi_head.mask_head.{s}.')
-                                for s in range(stages - 1))
+def _dropped_mask_head(name, stages, targets):
+    """A first stages' mask head tensor the model has no place for (a cascade config with
+    ppdet's single MaskHead instead of MMDetCascadeMaskHead)."""
+    if not stages or any(t.startswith('mask_head.stage_heads.') for t in targets):
+        return False
+    return any(name.startswith(f'roi_head.mask_head.{s}.') for s in range(stages - 1))
 
 
 def convert_mmdet_arrays(arrays, targets):
@@ -28,7 +32,7 @@ def convert_mmdet_arrays(arrays, targets):
     stages = cascade_stages(targets)
     state, report = convert_arrays(arrays, targets, mmdet_rules(targets, stages))
     ignored = [n for n in report.unmapped_legacy if is_ignorable(n)]
-    dropped = [n for n in report.unmapped_legacy if _dropped_mask_head(n, stages)]
+    dropped = [n for n in report.unmapped_legacy if _dropped_mask_head(n, stages, targets)]
     report.unmapped_legacy = [n for n in report.unmapped_legacy
                               if n not in set(ignored) | set(dropped)]
     return state, report, ignored, dropped

@@ -111,7 +111,7 @@ _RPN = {'rpn_feat.rpn_conv': 'rpn_conv', 'rpn_rois_score': 'rpn_cls', 'rpn_rois_
 
 def head_rule(name, mask_stage=None):
     """RPN, box and mask heads. `mask_stage`: which of mmdetection's cascade mask heads feeds our
-    single mask head (None for Mask R-CNN's only one)."""
+    last (or only) mask head (None for Mask R-CNN's only one)."""
     m = re.fullmatch(r'rpn_head\.(rpn_feat\.rpn_conv|rpn_rois_score|rpn_rois_delta)\.(\w+)', name)
     if m:
         return Rule(f'rpn_head.{_RPN[m.group(1)]}.{m.group(2)}')
@@ -132,17 +132,25 @@ def head_rule(name, mask_stage=None):
     if m:
         fc = 'fc_cls' if m.group(1) == 'bbox_score' else 'fc_reg'
         return linear(f'roi_head.bbox_head.{m.group(2)}.{fc}.{m.group(3)}', m.group(3))
-    mask = 'roi_head.mask_head.' + ('' if mask_stage is None else f'{mask_stage}.')
-    m = re.fullmatch(r'mask_head\.head\.upsample\.mask_inter_feat_(\d+)\.(\w+)', name)
+    # the last (or only) mask head: `head` + `mask_fcn_logits`; the earlier cascade stages'
+    # (MMDetCascadeMaskHead): `stage_heads.{s}` + `stage_logits.{s}`
+    m = re.fullmatch(r'mask_head\.(?:head|stage_heads\.(\d+))\.upsample\.'
+                     r'(?:mask_inter_feat_(\d+)|conv5_mask)\.(\w+)', name)
     if m:
-        return Rule(f'{mask}convs.{int(m.group(1)) - 1}.conv.{m.group(2)}')
-    m = re.fullmatch(r'mask_head\.head\.upsample\.conv5_mask\.(\w+)', name)
+        stage, conv, part = m.groups()
+        mask = _mask_prefix(mask_stage if stage is None else int(stage))
+        if conv is None:
+            return Rule(f'{mask}upsample.{part}')
+        return Rule(f'{mask}convs.{int(conv) - 1}.conv.{part}')
+    m = re.fullmatch(r'mask_head\.(?:mask_fcn_logits|stage_logits\.(\d+))\.(\w+)', name)
     if m:
-        return Rule(f'{mask}upsample.{m.group(1)}')
-    m = re.fullmatch(r'mask_head\.mask_fcn_logits\.(\w+)', name)
-    if m:
-        return Rule(f'{mask}conv_logits.{m.group(1)}')
+        stage, part = m.groups()
+        return Rule(f'{_mask_prefix(mask_stage if stage is None else int(stage))}conv_logits.{part}')
     return None
+
+
+def _mask_prefix(stage):
+    return 'roi_head.mask_head.' + ('' if stage is None else f'{stage}.')
 
 
 def mmdet_rules(target_names, cascade_stages=None):

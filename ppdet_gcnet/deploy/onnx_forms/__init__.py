@@ -21,14 +21,28 @@ from .detections import ExportableBBoxPostProcess, ExportableMaskHead, Exportabl
 from .proposals import ExportableRPNHead
 from .roi_extractor import ExportableRoIAlign
 
+from ...mmdet.mask_head import MMDetCascadeMaskHead  # noqa: E402
+from ...mmdet.post_process import MMDetBBoxPostProcess  # noqa: E402
+
+
+class ExportableMMDetBBoxPostProcess(MMDetBBoxPostProcess, ExportableBBoxPostProcess):
+    """The one-image detections form, NMS labels kept as MMDetBBoxPostProcess keeps them."""
+
+
+class ExportableMMDetCascadeMaskHead(ExportableMaskHead, MMDetCascadeMaskHead):
+    """The one-image mask head form over MMDetCascadeMaskHead's averaged stage masks."""
+
+
 SWITCHES = ((RPNHead, ExportableRPNHead), (RoIAlign, ExportableRoIAlign),
             (BBoxPostProcess, ExportableBBoxPostProcess), (MaskHead, ExportableMaskHead),
+            (MMDetCascadeMaskHead, ExportableMMDetCascadeMaskHead),
+            (MMDetBBoxPostProcess, ExportableMMDetBBoxPostProcess),
             (RCNNBox, ExportableRCNNBox))
 
 
 def _objects(model):
-    """The model's layers plus the ppdet objects they hold (post-processing, decoders, RoI
-    extractors are plain Python objects), depth first."""
+    """The model's layers plus the ppdet (and our ppdet-derived) objects they hold
+    (post-processing, decoders, RoI extractors are plain Python objects), depth first."""
     seen, found, stack = set(), [], [model]
     while stack:
         obj = stack.pop()
@@ -38,7 +52,7 @@ def _objects(model):
         found.append(obj)
         children = list(vars(obj).values()) + list(getattr(obj, '_sub_layers', {}).values())
         stack.extend(child for child in children
-                     if type(child).__module__.startswith('ppdet.') or
+                     if type(child).__module__.startswith(('ppdet.', 'ppdet_gcnet.')) or
                      isinstance(child, paddle.nn.Layer))
     return found
 

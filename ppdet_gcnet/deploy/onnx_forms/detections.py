@@ -100,12 +100,17 @@ class ExportableMaskHead(MaskHead):
         rois_feat = self.roi_extractor(body_feats, [rois[:, 2:]], rois_num)
         if self.share_bbox_feat:
             rois_feat = feat_func(rois_feat)
-        mask_logit = self.mask_fcn_logits(self.head(rois_feat))
+        # a head with its own mask probabilities (ppdet_gcnet.mmdet's cascade head) gives them
+        probabilities = getattr(self, 'mask_probabilities', None)
+        if probabilities is not None:
+            mask_prob = probabilities(rois_feat)
+        else:
+            mask_prob = F.sigmoid(self.mask_fcn_logits(self.head(rois_feat)))
         if self.num_classes == 1:
-            masks = F.sigmoid(mask_logit)[:, 0, :, :]
+            masks = mask_prob[:, 0, :, :]
         else:  # each detection's own class channel (ppdet indexes with two tensors instead)
             rows = paddle.arange(paddle.shape(labels)[0], dtype='int64')
-            masks = F.sigmoid(paddle.gather_nd(mask_logit, paddle.stack([rows, labels], 1)))
+            masks = paddle.gather_nd(mask_prob, paddle.stack([rows, labels], 1))
         size = 2 * self.roi_extractor.resolution  # MaskFeat upsamples the pooled RoI 2x
         filler = paddle.full([1, size, size], -1, masks.dtype)
         count = paddle.maximum(rois_num, paddle.ones_like(rois_num))

@@ -38,9 +38,10 @@ def decode_and_clip(anchors, deltas, im_hw):
     return paddle.stack([x1, y1, x2, y2], axis=1)
 
 
-def level_proposals(scores, deltas, anchors, im_hw, generator):
+def level_proposals(scores, deltas, anchors, im_hw, generator, min_size=None):
     """One image, one level: scores [A, H, W], deltas [4A, H, W], anchors [H*W*A, 4] ->
-    (rois [K, 4], scores [K]) as `generate_proposals` returns them."""
+    (rois [K, 4], scores [K]) as `generate_proposals` returns them (`min_size`: the op's, the
+    generator's by default)."""
     scores = paddle.transpose(scores, [1, 2, 0]).reshape([-1])
     deltas = paddle.transpose(deltas, [1, 2, 0]).reshape([-1, 4])
     count = paddle.shape(scores)[0:1]
@@ -49,7 +50,7 @@ def level_proposals(scores, deltas, anchors, im_hw, generator):
         k = count
     top_scores, top = paddle.topk(scores, k)
     boxes = decode_and_clip(paddle.gather(anchors, top), paddle.gather(deltas, top), im_hw)
-    min_size = max(float(generator.min_size), 1.0)
+    min_size = max(float(generator.min_size if min_size is None else min_size), 1.0)
     big_enough = paddle.logical_and(boxes[:, 2] - boxes[:, 0] >= min_size,
                                     boxes[:, 3] - boxes[:, 1] >= min_size)
     # One zero box of score 0 that only takes part when every box was dropped.
@@ -76,12 +77,19 @@ class ExportableRPNHead(RPNHead):
         generator = self.test_proposal
         if generator.eta != 1.0:
             raise ValueError(f"adaptive NMS (eta={generator.eta}) has no ONNX form")
-        im_hw = inputs['im_shape'][0]
+        # A generator that feeds the op transformed inputs (ppdet_gcnet.mmdet's) gets them here
+        # too, and its rois back in image coordinates.
+        op_inputs = getattr(generator, 'op_inputs', None)
         rois, probs = [], []
         for level_scores, level_deltas, level_anchors in zip(scores, bbox_deltas, anchors):
+            im_shape, min_size = inputs['im_shape'][0:1], None
+            if op_inputs is not None:
+                level_scores, level_deltas, level_anchors, im_shape, min_size = op_inputs(
+                    level_scores, level_deltas, level_anchors, im_shape)
             level_rois, level_probs = level_proposals(level_scores[0], level_deltas[0],
-                                                      level_anchors, im_hw, generator)
-            rois.append(level_rois)
+                                                      level_anchors, im_shape[0], generator,
+                                                      min_size)
+            rois.append(level_rois / getattr(generator, 'coordinate_scale', 1.0))
             probs.append(level_probs)
         rois, probs = paddle.concat(rois), paddle.concat(probs)
         if len(scores) > 1:
