@@ -211,3 +211,29 @@ def test_weights_tools_unwritable_destination(tmp_path):
                       str(output))
     assert _one_error_line(result).startswith(f"error: -o {output}: its folder {blocker}: "
                                               f"cannot write there")
+
+
+def test_mmdet_conversion_tool_unwritable_destination(tmp_path):
+    """The mmdetection converter checks its output folder first, in one line, like the legacy
+    one (both go through ppdet_gcnet.weights.convert_tool)."""
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('in the way')
+    output = blocker / 'x.pdparams'
+    result = run_tool('tools/convert_mmdet_weights.py', str(tmp_path / 'missing.pth'), '-c',
+                      'configs/gcnet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco.yml', '-o',
+                      str(output))
+    assert _one_error_line(result) == (f"error: -o {output}: its folder {blocker}: cannot write "
+                                       f"there ({blocker} is a file)")
+
+
+@pytest.mark.parametrize('tool, name, hint', [
+    ('convert_mmdet_weights.py', 'mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco',
+     'legacy Paddle weights: convert them with tools/convert_legacy_weights.py'),
+    ('convert_legacy_weights.py', 'mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco',
+     'an mmdetection checkpoint: convert it with tools/convert_mmdet_weights.py'),
+])
+def test_conversion_tools_name_the_right_tool(tmp_path, tool, name, hint):
+    result = run_tool(f'tools/{tool}', name, '-c',
+                      'configs/gcnet/mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco.yml', '-o',
+                      str(tmp_path / 'x.pdparams'))
+    assert _one_error_line(result) == f"error: {name}: {hint}"

@@ -29,11 +29,12 @@ DELTA_CLAMP = abs(math.log(16 / 1000))
 SCALE = float(2 ** 20)
 
 
-def clamp_size_deltas(deltas, bound=DELTA_CLAMP):
-    """[N, 4A, ...] deltas (dx, dy, dw, dh per anchor): dw, dh clamped from below at -bound."""
+def clamp_size_deltas(deltas):
+    """[N, 4A, ...] deltas (dx, dy, dw, dh per anchor): dw, dh clamped from below at
+    -log(1000/16). (No default arguments: dy2static cannot resolve globals in them.)"""
     channels = deltas.shape[1]
     is_size = (paddle.arange(channels) % 4 >= 2).reshape([1, channels] + [1] * (deltas.ndim - 2))
-    return paddle.where(is_size, paddle.clip(deltas, min=-bound), deltas)
+    return paddle.where(is_size, paddle.clip(deltas, min=-DELTA_CLAMP), deltas)
 
 
 @register
