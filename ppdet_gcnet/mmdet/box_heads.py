@@ -16,30 +16,30 @@ from ppdet.core.workspace import register
 from ppdet.modeling.heads.bbox_head import BBoxHead
 from ppdet.modeling.heads.cascade_head import CascadeHead
 
-from .proposals import DELTA_CLAMP
+from .proposals import DELTA_CLAMP, lower_bounds
 
 
 def clamp_box_deltas(deltas, weights):
     """[N, 4C] encoded deltas (dx, dy, dw, dh per class, times `weights`): dw and dh clamped
     from below so that the decoded dw / weights[2], dh / weights[3] >= -log(1000/16)."""
-    channels = deltas.shape[-1]
-    column = (paddle.arange(channels) % 4).reshape([1, channels])
-    low = paddle.full([1, channels], -3.0e38, deltas.dtype)
-    low = paddle.where(column == 2, paddle.full_like(low, -DELTA_CLAMP * weights[2]), low)
-    low = paddle.where(column == 3, paddle.full_like(low, -DELTA_CLAMP * weights[3]), low)
+    low = lower_bounds(deltas.shape[-1], [-3.0e38, -3.0e38, -DELTA_CLAMP * weights[2],
+                                          -DELTA_CLAMP * weights[3]], deltas.dtype, 2)
     return paddle.maximum(deltas, low)
 
 
 @register
 class MMDetBBoxHead(BBoxHead):
     def get_prediction(self, score, delta):
-        return super().get_prediction(score, clamp_box_deltas(delta, self.bbox_weight))
+        # two-argument super: dy2static's rewrite of the bare form recurses in subclasses
+        return super(MMDetBBoxHead, self).get_prediction(
+            score, clamp_box_deltas(delta, self.bbox_weight))
 
 
 @register
 class MMDetCascadeHead(CascadeHead):
     def _get_pred_bbox(self, deltas, proposals, weights):
-        return super()._get_pred_bbox(clamp_box_deltas(deltas, weights), proposals, weights)
+        return super(MMDetCascadeHead, self)._get_pred_bbox(
+            clamp_box_deltas(deltas, weights), proposals, weights)
 
     def get_prediction(self, head_out_list):
         logits = paddle.add_n([scores for scores, _, _ in head_out_list])

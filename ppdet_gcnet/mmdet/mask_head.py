@@ -53,8 +53,11 @@ class MMDetCascadeMaskHead(MaskHead):
 
     def mask_probabilities(self, rois_feat):
         """mmdetection's merged cascade mask: the mean of the stages' sigmoid probabilities."""
-        probs = [F.sigmoid(logit) for logit in self.stage_mask_logits(rois_feat)]
-        return paddle.add_n(probs) / float(len(probs))
+        logits = self.stage_mask_logits(rois_feat)
+        total = F.sigmoid(logits[0])
+        for logit in logits[1:]:
+            total = total + F.sigmoid(logit)
+        return total / float(len(logits))
 
     def forward_train(self, body_feats, rois, rois_num, inputs, targets, bbox_feat):
         tgt_labels, _, tgt_gt_inds = targets

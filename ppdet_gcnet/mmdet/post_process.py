@@ -10,5 +10,8 @@ from ppdet.modeling.post_process import BBoxPostProcess
 @register
 class MMDetBBoxPostProcess(BBoxPostProcess):
     def get_pred(self, bboxes, bbox_num, im_shape, scale_factor):
-        bboxes, pred, bbox_num = super().get_pred(bboxes, bbox_num, im_shape, scale_factor)
+        # two-argument super: dy2static rewrites the bare form into one that recurses when the
+        # export swaps in a subclass (the ONNX form)
+        bboxes, pred, bbox_num = super(MMDetBBoxPostProcess, self).get_pred(
+            bboxes, bbox_num, im_shape, scale_factor)
         return bboxes, paddle.concat([bboxes[:, 0:1], pred[:, 1:]], axis=1), bbox_num

@@ -29,12 +29,21 @@ DELTA_CLAMP = abs(math.log(16 / 1000))
 SCALE = float(2 ** 20)
 
 
+def lower_bounds(channels, bounds, dtype, ndim):
+    """[1, channels, 1, ...] (ndim axes): `bounds` (4 values) repeated over the channels, built
+    from `full` and `concat` only (paddle2onnx 2.1 crashes on an arange / remainder / where
+    form of it in the RPN of some exports)."""
+    trailing = [1] * (ndim - 2)
+    parts = [paddle.full([1, 1] + trailing, b, dtype) for b in bounds]
+    return paddle.concat(parts * (channels // 4), axis=1)
+
+
 def clamp_size_deltas(deltas):
     """[N, 4A, ...] deltas (dx, dy, dw, dh per anchor): dw, dh clamped from below at
     -log(1000/16). (No default arguments: dy2static cannot resolve globals in them.)"""
-    channels = deltas.shape[1]
-    is_size = (paddle.arange(channels) % 4 >= 2).reshape([1, channels] + [1] * (deltas.ndim - 2))
-    return paddle.where(is_size, paddle.clip(deltas, min=-DELTA_CLAMP), deltas)
+    low = lower_bounds(deltas.shape[1], [-3.0e38, -3.0e38, -DELTA_CLAMP, -DELTA_CLAMP],
+                       deltas.dtype, deltas.ndim)
+    return paddle.maximum(deltas, low)
 
 
 @register
