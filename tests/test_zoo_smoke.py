@@ -23,6 +23,8 @@ FAMILIES = {
     'faster_rcnn_r50_vd_fpn_gcb_add_r16_1x_coco': 18,
     'cascade_rcnn_r50_vd_fpn_gcb_add_r16_1x_coco': 18,
 }
+ONNX_ROWS = ('mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco',
+             'cascade_mask_rcnn_x101_32x4d_fpn_syncbn-backbone_dconv_c3-c5_r16_gcb_c3-c5_1x_coco')
 _READER = ("  sample_transforms:\n  - Decode: {{}}\n  - {resize}\n"
            "  - NormalizeImage: {{is_scale: true, mean: [0.485, 0.456, 0.406], "
            "std: [0.229, 0.224, 0.225]}}\n  - Permute: {{}}\n")
@@ -97,8 +99,10 @@ def test_train_eval_export_deploy(row, shapes_dataset, tmp_path):
     assert os.path.isfile(weights + '.pdparams')
     masks = not row.startswith(('faster', 'cascade_rcnn'))
     export_dir = tmp_path / 'inference'
+    # the mmdetection rows' switches also through paddle2onnx (their ONNX forms)
+    onnx = ['--onnx'] if row in ONNX_ROWS else []
     run = run_tool('tools/export_model.py', '-c', config, '-o', f'weights={weights}',
-                   '--output_dir', str(export_dir), timeout=900)
+                   '--output_dir', str(export_dir), *onnx, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     model_dir = str(export_dir / 'smoke')
 
@@ -120,5 +124,12 @@ def test_train_eval_export_deploy(row, shapes_dataset, tmp_path):
     if masks:
         assert outputs[2].shape == eager['mask'].shape
         assert (outputs[2] != eager['mask']).mean() < 1e-3
+    if onnx:
+        from test_onnx_export import onnxruntime_outputs
+        ort = onnxruntime_outputs(model_dir, inputs)
+        assert ort[1].tolist() == counts.tolist()
+        np.testing.assert_array_equal(ort[0][:, 0], boxes[:, 0])
+        np.testing.assert_allclose(ort[0][:, 1:], boxes[:, 1:], rtol=1e-4, atol=1e-3)
+        assert (ort[2] != outputs[2]).mean() < 1e-3
     with open(os.path.join(model_dir, 'infer_cfg.yml')) as handle:
         assert ('mask: true' in handle.read()) == masks
