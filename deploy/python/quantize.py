@@ -8,7 +8,8 @@
 Reads the export's `model.onnx` (`tools/export_model.py --onnx`), runs it on `--calib_num`
 images preprocessed exactly as deploy does (infer_cfg.yml), records every convolution's input
 range (min/max) and writes `model_int8.onnx` beside it (temporary name first, then renamed):
-the same graph with int8 QuantizeLinear/DequantizeLinear pairs around the convolutions (weights
+the same graph, BatchNorm folded into the convolutions (ONNX Runtime's graph optimizations),
+with int8 QuantizeLinear/DequantizeLinear pairs around the convolutions (weights
 per output channel, symmetric int8; activations per tensor, uint8). ONNX Runtime runs it with its
 int8 kernels and OpenVINO turns each pair into its int8 convolutions; everything else (RPN
 decoding, NMS, TopK, RoIAlign, the box head's fully connected layers, mask logits) stays fp32.
@@ -84,9 +85,15 @@ def quantize_export(model_dir, image_paths, log=print):
 
     target = os.path.join(model_dir, INT8_FILE)
     partial = target + '.partial'
+    folded = target + '.fp32.partial'
     try:
+        # ONNX Runtime's graph optimizations first, BatchNorm folded into the convolutions:
+        # quantized before folding, each int8 convolution would be followed by an fp32
+        # BatchNorm between a dequantize and a quantize, and run no faster than fp32.
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+        quant_pre_process(source, folded, skip_symbolic_shape=True, skip_onnx_shape=True)
         quantization.quantize_static(
-            source, partial, Reader(), quant_format=quantization.QuantFormat.QDQ,
+            folded, partial, Reader(), quant_format=quantization.QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False,
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
@@ -100,8 +107,9 @@ def quantize_export(model_dir, image_paths, log=print):
         raise DeployError(f"{source}: int8 quantization failed "
                           f"({(lines[-1] if lines else type(e).__name__)[:300]})")
     finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+        for path in (partial, folded):
+            if os.path.exists(path):
+                os.unlink(path)
     log(f"int8 model ({len(image_paths)} calibration images) -> {target}")
     return target
 
