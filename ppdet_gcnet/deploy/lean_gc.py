@@ -4,7 +4,7 @@ In a bottleneck the GC block acts on `x = BN(conv1x1(y))`, an affine map of the 
 `y`, which has a quarter of x's channels: `x_j = W y_j + b` with the BatchNorm folded into `W`, `b`.
 Because the attention weights sum to one, the context is the same affine map of y's context:
 
-    logits_j = w_k . x_j + b_k   = (w_k W) . y_j + (w_k . b + b_k)   (a 1x1 conv on y)
+    logits_j = w_k . x_j + b_k   = (w_k W) . y_j + (w_k . b + b_k)   (a 1x1 map of y)
     sum_j a_j x_j                = W (sum_j a_j y_j) + b
 
 So the block can read y instead of x. Under oneDNN this matters: x comes out of the fused
@@ -28,7 +28,9 @@ op next to an fp32 op is turned back to fp32:
   multiplies stay bf16. `1 / s = 1 + exp(-t)`; t is clipped at -30 first so that it stays finite
   (sigmoid(-30) = 9e-14: the clipped value changes the output by less than 1e-13 of it).
 - The context is pooled through `reshape` (a bf16 op), not `flatten`, so y reaches the matmul
-  in bf16 instead of through a full-size bf16 -> fp32 pass.
+  in bf16 instead of through a full-size bf16 -> fp32 pass; the attention logits are a matmul on
+  that same reshaped y (oneDNN's bf16 conv with one output channel cost about as much as the
+  block's broadcast add).
 In fp32 the op count is the same as before (one or two broadcast passes over the map per block).
 """
 import paddle
@@ -58,9 +60,11 @@ class LeanGCBottleNeck(BottleNeck):
     Built by `use_lean_gc`; the folded constants are buffers, saved with the export."""
 
     def _lean_context(self, y):
-        logits = F.conv2d(y, self.lean_mask_weight, self.lean_mask_bias)         # [N, 1, H, W]
-        attention = F.softmax(paddle.reshape(logits, [0, 1, -1]), axis=2)        # [N, 1, HW]
-        pooled = paddle.matmul(paddle.reshape(y, [0, 0, -1]), attention, transpose_y=True)
+        flat = paddle.reshape(y, [0, 0, -1])                                    # [N, Cin, HW]
+        # the logits as a matmul on the same flat y (a 1-output-channel conv is slow in bf16)
+        logits = paddle.matmul(self.lean_mask_weight, flat) + self.lean_mask_bias  # [N,1,HW]
+        attention = F.softmax(logits, axis=2)
+        pooled = paddle.matmul(flat, attention, transpose_y=True)
         # [N, Cin, 1] -> the context of x: [N, C, 1, 1]
         return F.conv2d(paddle.reshape(pooled, [0, 0, 1, 1]), self.lean_weight, self.lean_bias)
 
@@ -108,8 +112,7 @@ def use_lean_gc(model):
             mask_bias = paddle.matmul(mask_w, bias.unsqueeze(1))[:, 0] + gc.conv_mask.bias
         layer.register_buffer('lean_weight', weight.unsqueeze(-1).unsqueeze(-1).detach())
         layer.register_buffer('lean_bias', bias.detach())
-        layer.register_buffer('lean_mask_weight',
-                              mask_weight.unsqueeze(-1).unsqueeze(-1).detach())
+        layer.register_buffer('lean_mask_weight', mask_weight.detach())           # [1, Cin]
         layer.register_buffer('lean_mask_bias', mask_bias.detach())
         _remove_gc_hook(layer.branch2c)
         layer.__class__ = LeanGCBottleNeck
