@@ -44,6 +44,7 @@ snapshot_epoch: 1
 log_iter: 1
 pretrain_weights: null
 save_dir: {work}/output
+output_eval: {work}/eval     # ppdet writes bbox.json / mask.json there, not in the checkout
 # From scratch, BN frozen at its initial statistics lets activations grow through the 50 layers
 # until RPN scores saturate at 1.0 and tie (then dygraph and Paddle Inference may rank ties
 # differently); trainable BN keeps them in range.
