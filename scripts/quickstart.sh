@@ -57,7 +57,8 @@ for curves in bbox_pr_curve segm_pr_curve; do
   rm -rf "$OUT/eval/$curves" && { [ ! -d "$curves" ] || mv "$curves" "$OUT/eval/"; }
 done
 
-# 0.3, not ppdet's usual 0.5: a few minutes from scratch leave scores modest.
+# 0.3, not ppdet's usual 0.5: the picture also shows the runner-up classes where the model
+# still hesitates between them.
 step "4/4 infer: $IMAGE (boxes and masks with score >= 0.3)"
 "$PY" tools/infer.py -c "$CONFIG" -o weights="$WEIGHTS" --infer_img "$IMAGE" \
   --output_dir "$OUT/infer" --draw_threshold 0.3 --save_results > "$OUT/infer.log" 2>&1 \
