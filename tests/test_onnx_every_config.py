@@ -90,9 +90,9 @@ def structure(cfg):
             return
         section = cfg[name]
         sections[name] = _plain(section) if isinstance(section, dict) else repr(section)
-        if isinstance(section, dict):
-            for value in section.values():
-                if isinstance(value, str) and value in cfg:
+        if isinstance(section, dict):  # into the components it names, training-only ones aside
+            for key, value in section.items():
+                if key not in SIZE_KEYS and isinstance(value, str) and value in cfg:
                     walk(value)
 
     walk(cfg.architecture)
