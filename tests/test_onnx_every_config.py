@@ -16,8 +16,8 @@ Each representative: its own config on the generated shapes data, reduced (128-p
 ResNet(-eXt)-50 for the 101-layer rows, narrow FPN and heads, 64 proposals), calibrated random
 weights, exported with --onnx --raw_masks; deploy's ONNX Runtime and OpenVINO predictors then
 give Paddle Inference's detections on the same export (classes equal, boxes within 0.01 px,
-scores within 1e-4, masks differing in under 0.1 % of pixels). OpenVINO 2026.4 reads no ONNX
-DeformConv: for the DCN row it must say so in one line.
+scores within 1e-4, masks differing in under 0.1 % of pixels); OpenVINO runs the DCN row through
+the backend's DeformConv conversion.
 """
 import copy
 import glob
@@ -178,16 +178,11 @@ def detector(model_dir, backend):
 
 @pytest.mark.parametrize('row', list(REPRESENTATIVES))
 def test_onnx_backends_run_every_structure(exports, shapes_dataset, row):
-    from deploy.python.errors import DeployError
     from deploy.python.image_io import read_image_rgb
     val = os.path.join(shapes_dataset, 'val')
     images = [read_image_rgb(os.path.join(val, name)) for name in sorted(os.listdir(val))]
     reference = detector(exports[row], 'paddle')
     for backend in ('onnxruntime', 'openvino'):
-        if backend == 'openvino' and 'dconv' in row:
-            with pytest.raises(DeployError, match='OpenVINO cannot read ONNX DeformConv'):
-                detector(exports[row], backend)
-            continue
         candidate = detector(exports[row], backend)
         for image in images:
             (want,) = reference.predict([image], 0.0)

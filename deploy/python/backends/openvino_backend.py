@@ -1,7 +1,9 @@
 """OpenVINO (CPU plugin) on the export's `model.onnx` (OpenVINO cannot read Paddle 3's PIR
 `model.json`).
 
-Models with deformable convolution (DCN) do not load: OpenVINO 2026.4 reads no ONNX DeformConv.
+Deformable convolution (the DCN configs): OpenVINO 2026.4's ONNX reader has no DeformConv, so
+this backend registers a conversion of it to OpenVINO's own DeformableConvolution (opset 8,
+modulated, zero padding for the bilinear samples as ONNX and Paddle define it).
 
 Precision: OpenVINO picks bf16 by itself on CPUs with AMX; here fp32 is explicit
 (`INFERENCE_PRECISION_HINT: f32`) unless --enable_mkldnn_bfloat16 asks for bf16 (which needs
@@ -26,6 +28,28 @@ class OpenVinoPredictor:
         return [results[port] for port in self.compiled.outputs]
 
 
+def _deform_conv(node):
+    """ONNX DeformConv (X, W, offset, B, mask) -> OpenVINO DeformableConvolution-8 (+ bias)."""
+    import numpy as np
+    import openvino.opset8 as ops
+    inputs = [node.get_input(i) for i in range(node.get_input_size())]
+    data, weights, offsets = inputs[:3]
+    bias = inputs[3] if len(inputs) > 3 else None
+    mask = inputs[4] if len(inputs) > 4 else None
+    pads = list(node.get_attribute('pads', [0, 0, 0, 0]))
+    out = ops.deformable_convolution(
+        data, offsets, weights, strides=list(node.get_attribute('strides', [1, 1])),
+        pads_begin=pads[:2], pads_end=pads[2:],
+        dilations=list(node.get_attribute('dilations', [1, 1])), mask=mask,
+        group=int(node.get_attribute('group', 1)),
+        deformable_group=int(node.get_attribute('offset_group', 1)),
+        bilinear_interpolation_pad=True)
+    if bias is not None:
+        out = ops.add(out, ops.reshape(bias, ops.constant(np.array([1, -1, 1, 1], np.int64)),
+                                       False))
+    return [out.output(0)]
+
+
 def create(model, options):
     ov = import_optional('openvino', 'openvino')
     path = onnx_file(model, int8=options.run_mode == 'int8')
@@ -33,6 +57,8 @@ def create(model, options):
               'INFERENCE_NUM_THREADS': options.cpu_threads}
     try:
         core = ov.Core()
+        from openvino.frontend.onnx import ConversionExtension
+        core.add_extension(ConversionExtension('DeformConv', _deform_conv))
         compiled = core.compile_model(core.read_model(path), 'CPU', config)
     except Exception as e:
         if 'DeformConv' in str(e):
