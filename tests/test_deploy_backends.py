@@ -18,6 +18,7 @@ from deploy.python.model_files import load_model_files
 from deploy.python.predictor import PredictorOptions, create_predictor
 from tests.test_deploy_fixtures import (DETECTIONS, deploy_model, dygraph_model,  # noqa: F401
                                         onnx_model, random_rgb, shapes_image, write_image)
+from tests.tool_runner import assert_one_line_error
 
 BOX_ATOL_PX = 1e-3
 SCORE_ATOL = 1e-5
@@ -123,14 +124,6 @@ def copy_export(onnx_model, target, without=()):
     for name in without:
         os.remove(os.path.join(target, name))
     return str(target)
-
-
-def assert_one_line_error(run, *fragments):
-    assert run.returncode == 2, run.stderr[-2000:]
-    lines = run.stderr.strip().splitlines()
-    assert 'Traceback' not in run.stderr and lines[-1].startswith('error: ')
-    for fragment in fragments:
-        assert fragment in lines[-1], lines[-1]
 
 
 @pytest.mark.parametrize('backend', ONNX_BACKENDS)

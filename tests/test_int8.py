@@ -27,6 +27,7 @@ from deploy.python.model_files import load_model_files
 from deploy.python.predictor import PredictorOptions, create_predictor
 from tests.test_deploy_fixtures import (DETECTIONS, LABELS, build_model,  # noqa: F401
                                         dygraph_model, onnx_model, preprocessed, shapes_image)
+from tests.tool_runner import assert_one_line_error
 
 ONNX_BACKENDS = ('onnxruntime', 'openvino')
 MIN_SHARED = 0.25  # chance level: 12 of ~3000 (proposal, class) candidates
@@ -109,14 +110,6 @@ def run_tool(script, *args, env=None):
     return subprocess.run([sys.executable, os.path.join(ROOT, 'deploy', 'python', script)]
                           + [str(a) for a in args], capture_output=True, text=True,
                           timeout=300, env=env)
-
-
-def assert_one_line_error(run, *fragments):
-    assert run.returncode == 2, run.stderr[-2000:]
-    lines = run.stderr.strip().splitlines()
-    assert 'Traceback' not in run.stderr and lines[-1].startswith('error: ')
-    for fragment in fragments:
-        assert fragment in lines[-1], lines[-1]
 
 
 def test_infer_cli_runs_int8(int8_export, shapes_image, tmp_path):

@@ -21,3 +21,12 @@ def tiny_config(tmp_dir, dataset_root, name='tiny_gc_mask_rcnn'):
     from tiny_config import write_tiny_config
     return write_tiny_config(ROOT, dataset_root, tmp_dir, name=name,
                              save_dir=os.path.join(tmp_dir, 'output'))
+
+
+def assert_one_line_error(run, *fragments):
+    """A deploy tool refused: exit status 2, no traceback, its last line names every fragment."""
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = run.stderr.strip().splitlines()
+    assert 'Traceback' not in run.stderr and lines[-1].startswith('error: ')
+    for fragment in fragments:
+        assert fragment in lines[-1], lines[-1]
