@@ -74,12 +74,13 @@ def build_parser():
     return p
 
 
-def plan_inputs(info, raw_masks):
+def plan_inputs(info, raw_masks, exact_scale=False):
     """Feed the true scale factor (graph maps to original pixels), or 1.0 for large images when
-    the graph pastes masks (graph stays in resized pixels). Returns (im_shape, scale_factor,
-    rescale for split_per_image)."""
+    the graph pastes masks (graph stays in resized pixels) unless `exact_scale` (the legacy
+    pipeline, whose detections depend on the scale). Returns (im_shape, scale_factor, rescale
+    for split_per_image)."""
     height, width = info['origin_shape']
-    if raw_masks or height * width <= FULL_RES_MASK_PIXELS:
+    if raw_masks or exact_scale or height * width <= FULL_RES_MASK_PIXELS:
         return info['im_shape'], info['scale_factor'], None
     return info['im_shape'], np.ones(2, np.float32), tuple(float(s) for s in info['scale_factor'])
 
@@ -99,7 +100,8 @@ class Detector:
             tensors, infos, shapes, factors, rescales = [], [], [], [], []
             for image in images_rgb:
                 tensor, info = preprocess_image(image, self.preprocess_ops)
-                im_shape, factor, rescale = plan_inputs(info, self.model.raw_masks)
+                im_shape, factor, rescale = plan_inputs(info, self.model.raw_masks,
+                                                        self.model.legacy_pipeline)
                 tensors.append(tensor), infos.append(info), rescales.append(rescale)
                 shapes.append(im_shape), factors.append(factor)
             inputs = {'image': stack_batch(tensors), 'im_shape': np.stack(shapes),
@@ -107,7 +109,8 @@ class Detector:
         with self.timer.stage('inference', n):
             outputs = run_predictor(self.predictor, inputs)
         with self.timer.stage('postprocess', n):
-            detections = split_per_image(outputs, infos, threshold, rescales)
+            detections = split_per_image(outputs, infos, threshold, rescales,
+                                         legacy_paste=self.model.legacy_pipeline)
         return detections
 
 

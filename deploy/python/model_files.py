@@ -37,6 +37,13 @@ class ModelFiles:
         return self.infer_cfg.get('mask_output') == 'raw'
 
     @property
+    def legacy_pipeline(self):
+        """True for exports of the legacy-exact pipeline (`pipeline: legacy`): boxes decoded in
+        original pixels with +1 pixel widths (the true scale factor is always fed) and raw
+        masks pasted the legacy way (deploy/python/legacy.py)."""
+        return self.infer_cfg.get('pipeline') == 'legacy'
+
+    @property
     def max_batch_size(self):
         """Images per run the exported graph takes (None: any number)."""
         value = self.infer_cfg.get('max_batch_size')

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .errors import DeployError
+from .legacy import LegacyNormalizeImage, LegacyResize
 
 
 class Resize:
@@ -82,7 +83,9 @@ class PadStride:
 
 
 OPS = {'Resize': Resize, 'NormalizeImage': NormalizeImage, 'Permute': Permute,
-       'PadStride': PadStride}
+       'PadStride': PadStride,
+       # the legacy-exact pipeline's reader (configs/gcnet/legacy/)
+       'LegacyNormalizeImage': LegacyNormalizeImage, 'LegacyResize': LegacyResize}
 
 
 def build_preprocess(op_configs):

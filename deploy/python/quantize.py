@@ -57,7 +57,7 @@ def calibration_inputs(model, image_paths):
     ops = build_preprocess(model.preprocess)
     for path in image_paths:
         tensor, info = preprocess_image(read_image_rgb(path), ops)
-        im_shape, factor, _ = plan_inputs(info, model.raw_masks)
+        im_shape, factor, _ = plan_inputs(info, model.raw_masks, model.legacy_pipeline)
         yield {'image': tensor[None], 'im_shape': np.asarray(im_shape, np.float32)[None],
                'scale_factor': np.asarray(factor, np.float32)[None]}
 

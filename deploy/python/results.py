@@ -2,8 +2,11 @@
 import cv2
 import numpy as np
 
+from .legacy import paste_masks_legacy
 
-def split_per_image(outputs, infos, threshold, to_original, mask_threshold=0.5):
+
+def split_per_image(outputs, infos, threshold, to_original, mask_threshold=0.5,
+                    legacy_paste=False):
     """outputs: DetectorOutputs of one batch; infos: preprocess infos of its images.
 
     `to_original[i]` is None when the graph already mapped image i to original pixels, else the
@@ -11,7 +14,8 @@ def split_per_image(outputs, infos, threshold, to_original, mask_threshold=0.5):
     infer.plan_inputs). Masks come either pasted by the graph (int [N, H, W]) or as the mask
     head's probabilities (float [N, M, M], `mask_output: raw` exports), pasted here into the kept
     boxes only. Returns per image: class_ids, scores, boxes [K, 4] (x1, y1, x2, y2 in original
-    pixels), masks uint8 [K, H, W] or None.
+    pixels), masks uint8 [K, H, W] or None. `legacy_paste`: raw masks are pasted the legacy
+    way (legacy-exact pipeline exports).
     """
     boxes, counts, masks = outputs['boxes'], outputs['boxes_num'], outputs['masks']
     if len(counts) != len(infos):
@@ -34,7 +38,8 @@ def split_per_image(outputs, infos, threshold, to_original, mask_threshold=0.5):
             xyxy = np.clip(xyxy, 0, [width, height, width, height])
         if image_masks is not None:
             if raw:
-                image_masks = paste_masks(image_masks, xyxy, height, width, mask_threshold)
+                paste = paste_masks_legacy if legacy_paste else paste_masks
+                image_masks = paste(image_masks, xyxy, height, width, mask_threshold)
             elif rescale is not None:
                 image_masks = resize_masks(image_masks, height, width)
             else:

@@ -2,7 +2,7 @@
 
 `export_model(cfg, model, output_dir, raw_masks=..., onnx=...)` writes `model.json` (PIR program),
 `model.pdiparams`, `infer_cfg.yml` (ppdet's own `_dump_infer_config`, plus `mask_output: raw`
-for raw masks) and, when asked, `model.onnx`, into a temporary directory beside `output_dir`
+for raw masks and `pipeline: legacy` for the legacy-exact pipeline's models) and, when asked, `model.onnx`, into a temporary directory beside `output_dir`
 that is renamed into place when every file is written. The graph rewrites it applies before
 tracing are listed in `ppdet_gcnet.deploy.export_forms`. tools/export_model.py,
 deploy/benchmark.py and the tests all export through it. The helpers below it give random-weight
@@ -76,6 +76,13 @@ def _input_spec(cfg):
     return spec, [-1] + image_shape[1:]
 
 
+def is_legacy_pipeline(model):
+    """The model decodes and pastes the legacy way (configs/gcnet/legacy/): deploy must feed
+    the true scale factor and paste raw masks the legacy way."""
+    from ..legacy.box_decode import LegacyBBoxPostProcess
+    return isinstance(getattr(model, 'bbox_post_process', None), LegacyBBoxPostProcess)
+
+
 def _write_infer_cfg(cfg, model, path, image_shape, label_list, raw_masks, onnx):
     from ppdet.engine.export_utils import _dump_infer_config
     import yaml
@@ -86,6 +93,8 @@ def _write_infer_cfg(cfg, model, path, image_shape, label_list, raw_masks, onnx)
         infer_cfg['label_list'] = list(label_list)
     if raw_masks:
         infer_cfg['mask_output'] = 'raw'
+    if is_legacy_pipeline(model):
+        infer_cfg['pipeline'] = 'legacy'
     if onnx:  # the ONNX forms take one image per run (deploy splits batches)
         infer_cfg['onnx_file'] = 'model.onnx'
         infer_cfg['max_batch_size'] = 1
