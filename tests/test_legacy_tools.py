@@ -137,3 +137,46 @@ def test_infer_and_export_with_legacy_folder(legacy_setup):
     assert (where >= 0).all()
     masks = next(o for o in outputs if o.ndim == 3)
     assert (masks[where].astype(bool) != unpack_masks(ref).astype(bool)).mean() < 1e-3
+
+
+def test_onnx_export_and_deploy_give_legacy_detections(legacy_setup):
+    """tools/export_model.py --onnx --raw_masks, then deploy/python/infer.py with ONNX Runtime
+    (and OpenVINO through the same Detector): the 100 legacy detections, masks pasted by deploy
+    the legacy way."""
+    tmp, env = legacy_setup['tmp'], legacy_setup['env']
+    result = run_tool('tools/export_model.py', '-c', legacy_setup['config'], '--output_dir',
+                      str(tmp / 'onnx'), '--onnx', '--raw_masks', '-o',
+                      f"weights={legacy_setup['weights']}", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = str(tmp / 'onnx' / 'legacy_tiny')
+    ref = fixture(f'{ROW}_s160')
+    legacy_masks = unpack_masks(ref).astype(bool)
+
+    def assert_legacy(boxes, masks):
+        where = match_detections(ref['bbox'], boxes)
+        assert (where >= 0).all() and len(set(where.tolist())) == 100
+        assert np.abs(boxes[where, 2:] - ref['bbox'][:, 2:]).max() <= 1e-3
+        assert (masks[where].astype(bool) != legacy_masks).mean() < 1e-3
+
+    result = run_tool('deploy/python/infer.py', '--model_dir', folder, '--image_file', IMAGE,
+                      '--backend', 'onnxruntime', '--threshold', '0', '--save_results',
+                      '--output_dir', str(tmp / 'deploy_ort'), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp / 'deploy_ort' / 'results.json') as handle:
+        records = json.load(handle)['images'][0]['detections']
+    import pycocotools.mask as mask_util
+    boxes = np.array([[r['class_id'], r['score']] + r['bbox_xyxy'] for r in records])
+    masks = np.stack([mask_util.decode(r['segmentation']) for r in records])
+    where = match_detections(ref['bbox'], boxes)   # results.json rounds boxes to 0.01 px
+    assert (where >= 0).all() and len(set(where.tolist())) == 100
+    assert (masks[where].astype(bool) != legacy_masks).mean() < 1e-3
+
+    from deploy.python import infer
+    from deploy.python.image_io import read_image_rgb
+    from deploy.python.model_files import load_model_files
+    from deploy.python.predictor import PredictorOptions
+    detector = infer.Detector(load_model_files(folder, 'openvino'),
+                              PredictorOptions(backend='openvino'))
+    (got,) = detector.predict([read_image_rgb(IMAGE)], 0.0)
+    assert_legacy(np.concatenate([got['class_ids'][:, None], got['scores'][:, None],
+                                  got['boxes']], axis=1), got['masks'])

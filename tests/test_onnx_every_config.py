@@ -9,15 +9,19 @@ every config file and checks each one equals that of a row exported here or in
 tests/test_onnx_export.py. GC blocks themselves (add and mul, and without them) are exported
 and checked on the ResNet-vd Mask R-CNN rows there; the rows here then differ in everything
 else: mmdetection's ResNet and ResNeXt Mask R-CNN, Cascade Mask R-CNN with and without DCN,
-Faster and Cascade R-CNN. The legacy configs' heads have no ONNX forms: their export refuses
-in one line.
+Faster and Cascade R-CNN, and the legacy-exact pipeline (configs/gcnet/legacy/: +1 pixel boxes,
+unaligned RoIAlign, the legacy reader and mask paste).
 
 Each representative: its own config on the generated shapes data, reduced (128-px input,
 ResNet(-eXt)-50 for the 101-layer rows, narrow FPN and heads, 64 proposals), calibrated random
 weights, exported with --onnx --raw_masks; deploy's ONNX Runtime and OpenVINO predictors then
 give Paddle Inference's detections on the same export (classes equal, boxes within 0.01 px,
 scores within 1e-4, masks differing in under 0.1 % of pixels); OpenVINO runs the DCN row through
-the backend's DeformConv conversion.
+the backend's DeformConv conversion. The legacy row is exported with its own reader (the
+legacy normalise-then-resize) and its proposals cut to 64 too; deploy's Paddle Inference
+detections on it (the legacy preprocessing and raw-mask paste in deploy/python/legacy.py)
+also equal the dygraph legacy model's (its in-graph legacy paste): boxes within 0.01 px, masks
+differing in under 0.1 % of pixels.
 """
 import copy
 import glob
@@ -30,6 +34,8 @@ import pytest
 from tool_runner import ROOT
 
 ZOO = os.path.join(ROOT, 'configs', 'gcnet')
+# the legacy-exact pipeline (its mul config has the same structure)
+LEGACY = 'legacy/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco'
 # representative row: backbone depth in the test
 REPRESENTATIVES = {
     'mask_rcnn_r50_fpn_r16_gcb_c3-c5_1x_coco': 50,
@@ -38,10 +44,8 @@ REPRESENTATIVES = {
     'cascade_mask_rcnn_x101_32x4d_fpn_syncbn-backbone_dconv_c3-c5_r16_gcb_c3-c5_1x_coco': 50,
     'faster_rcnn_r50_vd_fpn_gcb_add_r16_1x_coco': 18,
     'cascade_rcnn_r50_vd_fpn_gcb_add_r16_1x_coco': 18,
+    LEGACY: 18,
 }
-# The legacy configs' heads (+1-pixel boxes, unaligned RoIAlign) have no ONNX forms: their
-# export says so in one line (their weights export with the dygraph configs).
-LEGACY = 'legacy/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco'
 # exported to ONNX and compared in tests/test_onnx_export.py (COCO_ROWS, quickstart config)
 TESTED_ELSEWHERE = ('mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco', 'mask_rcnn_r50_vd_fpn_2x_coco')
 BOX_ATOL_PX = 0.01
@@ -118,8 +122,8 @@ class FreshConfigs:
 def test_every_config_has_a_tested_structure():
     configs = FreshConfigs()
     tested = {structure(configs.load(os.path.join(ZOO, name + '.yml'))): name
-              for name in list(REPRESENTATIVES) + list(TESTED_ELSEWHERE) + [LEGACY]}
-    assert len(tested) == len(REPRESENTATIVES) + len(TESTED_ELSEWHERE) + 1  # all distinct
+              for name in list(REPRESENTATIVES) + list(TESTED_ELSEWHERE)}
+    assert len(tested) == len(REPRESENTATIVES) + len(TESTED_ELSEWHERE)  # all distinct
     files = config_files()
     assert len(files) == 29  # 24 zoo rows (19 mmdetection, 3 seed, 2 box-only), 2 legacy, 3 shapes
     untested = [name for name in files
@@ -144,29 +148,59 @@ def exports(shapes_dataset, tmp_path_factory):
     out = {}
     for row, depth in REPRESENTATIVES.items():
         work = tmp_path_factory.mktemp('row')
-        cfg = configs.load(write_smoke_config(row, depth, shapes_dataset, work))
+        path = write_smoke_config(row, depth, shapes_dataset, work)
+        if row == LEGACY:
+            with open(path, 'a') as handle:
+                handle.write(LEGACY_SMOKE)
+        cfg = configs.load(path)
         cfg['norm_type'] = 'bn'  # as tools/export_model.py: no SyncBN in inference
         paddle.seed(3)
         with unique_name.guard():
             model = create(cfg.architecture)
         calibrate_batch_norm(model, inputs)
+        if row == LEGACY:
+            LEGACY_DYGRAPH.update(legacy_dygraph_detections(model, shapes_dataset))
         out[row] = str(work / 'export')
         export_model(cfg, model, out[row], raw_masks=True, onnx=True)
         paddle.disable_static()
     return out
 
 
-def test_legacy_heads_refuse_onnx_in_one_line(shapes_dataset, tmp_path):
-    from ppdet.core.workspace import create
-    from ppdet_gcnet.deploy.export import export_model
-    from ppdet_gcnet.deploy.onnx_export import ExportError
-    from test_zoo_smoke import write_smoke_config
-    cfg = FreshConfigs().load(write_smoke_config(LEGACY, 18, shapes_dataset, tmp_path))
-    model = create(cfg.architecture)
-    with pytest.raises(ExportError, match='legacy heads .*LegacyRPNHead.*no ONNX forms') as error:
-        export_model(cfg, model, str(tmp_path / 'export'), raw_masks=True, onnx=True)
-    assert '\n' not in str(error.value)
-    assert not os.path.exists(tmp_path / 'export')
+# The legacy row reduced as the others (its RPN is the legacy one), with the legacy reader.
+_LEGACY_READER = """  sample_transforms:
+  - Decode: {}
+  - LegacyNormalizeImage: {is_scale: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}
+  - LegacyResize: {target_size: [128, 128], interp: 1}
+  - Permute: {}
+  batch_transforms:
+  - PadBatch: {pad_to_stride: 32}
+"""
+LEGACY_SMOKE = ("LegacyRPNHead:\n  test_proposal: {pre_nms_top_n: 200, post_nms_top_n: 64, "
+                "min_size: 0.0, nms_thresh: 0.7}\n"
+                f"TestReader:\n{_LEGACY_READER}EvalReader:\n{_LEGACY_READER}")
+LEGACY_DYGRAPH = {}  # val image name: the dygraph legacy model's bbox, masks
+
+
+def legacy_dygraph_detections(model, dataset):
+    """The dygraph legacy model on each val image through the model-side legacy reader."""
+    import paddle
+    from ppdet.data.transform.batch_operators import PadBatch
+    from ppdet.data.transform.operators import Decode, Permute
+    from ppdet_gcnet.legacy.reader import LegacyNormalizeImage, LegacyResize
+    val = os.path.join(dataset, 'val')
+    found = {}
+    for name in sorted(os.listdir(val)):
+        sample = {'im_file': os.path.join(val, name)}
+        for op in (Decode(), LegacyNormalizeImage(mean=[0.485, 0.456, 0.406],
+                                                  std=[0.229, 0.224, 0.225]),
+                   LegacyResize(target_size=[128, 128], interp=1), Permute()):
+            sample = op(sample)
+        sample = PadBatch(pad_to_stride=32)([sample])[0]
+        with paddle.no_grad():
+            result = model({k: paddle.to_tensor(sample[k][None])
+                            for k in ('image', 'im_shape', 'scale_factor')})
+        found[name] = (result['bbox'].numpy(), result['mask'].numpy())
+    return found
 
 
 def detector(model_dir, backend):
@@ -193,3 +227,20 @@ def test_onnx_backends_run_every_structure(exports, shapes_dataset, row):
             np.testing.assert_allclose(got['boxes'], want['boxes'], atol=BOX_ATOL_PX)
             if want['masks'] is not None:
                 assert (got['masks'] != want['masks']).mean() < 1e-3
+
+
+def test_deploy_gives_the_dygraph_legacy_detections(exports, shapes_dataset):
+    from deploy.python.image_io import read_image_rgb
+    with open(os.path.join(exports[LEGACY], 'infer_cfg.yml')) as handle:
+        infer_cfg = handle.read()
+    assert 'pipeline: legacy' in infer_cfg and 'LegacyResize' in infer_cfg
+    paddle_backend = detector(exports[LEGACY], 'paddle')
+    val = os.path.join(shapes_dataset, 'val')
+    for name, (bbox, masks) in LEGACY_DYGRAPH.items():
+        (got,) = paddle_backend.predict([read_image_rgb(os.path.join(val, name))], 0.0)
+        assert len(bbox) > 10
+        np.testing.assert_array_equal(got['class_ids'], bbox[:, 0])
+        np.testing.assert_allclose(got['scores'], bbox[:, 1], atol=SCORE_ATOL)
+        np.testing.assert_allclose(got['boxes'], bbox[:, 2:], atol=BOX_ATOL_PX)
+        assert got['masks'].shape == masks.shape and masks.sum() > 1000
+        assert (got['masks'] != masks).mean() < 1e-3

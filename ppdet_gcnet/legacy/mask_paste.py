@@ -18,22 +18,28 @@ from ppdet.modeling.post_process import MaskPostProcess
 
 def _taps(start, length, size, src_size):
     """[N, size, src_size] bilinear weights mapping src_size source cells onto image pixels
-    start .. start + length - 1 (zero rows elsewhere); OpenCV 4.2 INTER_LINEAR coordinates."""
+    start .. start + length - 1 (zero rows elsewhere); OpenCV 4.2 INTER_LINEAR coordinates.
+    (Written in ops paddle2onnx converts: the ONNX export pastes with it too.)"""
     pixel = paddle.arange(size, dtype='float32').unsqueeze(0)             # [1, size]
     offset = pixel - start.unsqueeze(1)                                   # [N, size]
-    inside = (offset >= 0) & (offset < length.unsqueeze(1))
+    inside = paddle.logical_and(offset >= 0, offset < length.unsqueeze(1))
     # OpenCV: scale = 1 / (dst / src), in double
-    inv_scale = (1.0 / (length.astype('float64') / src_size)).unsqueeze(1)
+    inv_scale = paddle.reciprocal(length.astype('float64') / src_size).unsqueeze(1)
     pos = ((offset.astype('float64') + 0.5) * inv_scale - 0.5).astype('float32')
     first = paddle.floor(pos)
-    frac = pos - first
-    before, after = first < 0, first >= src_size - 1
-    frac = paddle.where(before | after, paddle.zeros_like(frac), frac)
+    interior = paddle.logical_and(first >= 0, first < src_size - 1)
+    frac = (pos - first) * interior.astype('float32')
     first = paddle.clip(first, 0, src_size - 1)
     second = paddle.clip(first + 1, 0, src_size - 1)
-    weights = (F.one_hot(first.astype('int64'), src_size) * (1 - frac).unsqueeze(-1)
-               + F.one_hot(second.astype('int64'), src_size) * frac.unsqueeze(-1))
+    cells = paddle.arange(src_size, dtype='float32')                      # one-hot by compare
+    weights = ((cells == first.unsqueeze(-1)).astype('float32') * (1 - frac).unsqueeze(-1)
+               + (cells == second.unsqueeze(-1)).astype('float32') * frac.unsqueeze(-1))
     return weights * inside.astype('float32').unsqueeze(-1)
+
+
+def _trunc(value):
+    """C-style truncation toward zero."""
+    return paddle.where(value < 0, -paddle.floor(-value), paddle.floor(value))
 
 
 def legacy_paste(masks, boxes, im_h, im_w, threshold=0.5):
@@ -44,11 +50,11 @@ def legacy_paste(masks, boxes, im_h, im_w, threshold=0.5):
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     half_w, half_h = (x2 - x1) * 0.5 * scale, (y2 - y1) * 0.5 * scale
     centre_x, centre_y = (x2 + x1) * 0.5, (y2 + y1) * 0.5
-    left, right = paddle.trunc(centre_x - half_w), paddle.trunc(centre_x + half_w)
-    top, bottom = paddle.trunc(centre_y - half_h), paddle.trunc(centre_y + half_h)
-    width = paddle.maximum(right - left + 1, paddle.ones_like(left))
-    height = paddle.maximum(bottom - top + 1, paddle.ones_like(top))
-    padded = F.pad(masks.unsqueeze(1), [1, 1, 1, 1]).squeeze(1)            # [N, M+2, M+2]
+    left, right = _trunc(centre_x - half_w), _trunc(centre_x + half_w)
+    top, bottom = _trunc(centre_y - half_h), _trunc(centre_y + half_h)
+    width = paddle.clip(right - left + 1, min=1)
+    height = paddle.clip(bottom - top + 1, min=1)
+    padded = F.pad(masks.unsqueeze(1), [1, 1, 1, 1])[:, 0]                # [N, M+2, M+2]
     rows = _taps(top, height, im_h, resolution + 2)                        # [N, H, M+2]
     cols = _taps(left, width, im_w, resolution + 2)                        # [N, W, M+2]
     resized = paddle.matmul(rows, paddle.matmul(padded, cols, transpose_y=True))

@@ -5,7 +5,9 @@ builds them, each computing the same function for one image in ops it converts:
 - roi_extractor.py: `distribute_fpn_proposals` -> level from the box area, per-level RoIAlign;
 - detections.py: per-image-count `multiclass_nms3`, the batch loops' `repeat_interleave`, the
   placeholder's `assign_value_` and the mask head's `if` -> one-image forms;
-- nms.py: the NMS form both Paddle and paddle2onnx run.
+- nms.py: the NMS form both Paddle and paddle2onnx run;
+- legacy_proposals.py, legacy_detections.py: the same for the legacy pipeline's components
+  (ppdet_gcnet.legacy: +1 pixel boxes, unaligned RoIAlign, the legacy mask paste).
 
 `make_onnx_exportable(model)` switches a model's layers to them in place (like
 `make_onednn_safe`); the exported graph then takes one image per run.
@@ -21,8 +23,15 @@ from .detections import ExportableBBoxPostProcess, ExportableMaskHead, Exportabl
 from .proposals import ExportableRPNHead
 from .roi_extractor import ExportableRoIAlign
 
+from ...legacy.box_decode import LegacyBBoxPostProcess, LegacyRCNNBox  # noqa: E402
+from ...legacy.mask_paste import LegacyMaskPostProcess  # noqa: E402
+from ...legacy.proposals import LegacyRPNHead  # noqa: E402
+from ...legacy.roi_extractor import LegacyMaskHead, LegacyRoIAlign  # noqa: E402
 from ...mmdet.mask_head import MMDetCascadeMaskHead  # noqa: E402
 from ...mmdet.post_process import MMDetBBoxPostProcess  # noqa: E402
+from .legacy_detections import (ExportableLegacyBBoxPostProcess,  # noqa: E402
+                                ExportableLegacyMaskPostProcess, ExportableLegacyRCNNBox)
+from .legacy_proposals import ExportableLegacyRPNHead  # noqa: E402
 
 
 class ExportableMMDetBBoxPostProcess(MMDetBBoxPostProcess, ExportableBBoxPostProcess):
@@ -33,11 +42,27 @@ class ExportableMMDetCascadeMaskHead(ExportableMaskHead, MMDetCascadeMaskHead):
     """The one-image mask head form over MMDetCascadeMaskHead's averaged stage masks."""
 
 
+class ExportableLegacyRoIAlign(ExportableRoIAlign, LegacyRoIAlign):
+    """The RoIAlign form with the legacy FPN levels (+1 pixel areas)."""
+    pixel_offset = True
+
+
+class ExportableLegacyMaskHead(ExportableMaskHead, LegacyMaskHead):
+    """The one-image mask head form of the legacy mask head (its RoI extractor switched too)."""
+
+
 SWITCHES = ((RPNHead, ExportableRPNHead), (RoIAlign, ExportableRoIAlign),
             (BBoxPostProcess, ExportableBBoxPostProcess), (MaskHead, ExportableMaskHead),
             (MMDetCascadeMaskHead, ExportableMMDetCascadeMaskHead),
             (MMDetBBoxPostProcess, ExportableMMDetBBoxPostProcess),
-            (RCNNBox, ExportableRCNNBox))
+            (RCNNBox, ExportableRCNNBox),
+            (LegacyRPNHead, ExportableLegacyRPNHead), (LegacyRoIAlign, ExportableLegacyRoIAlign),
+            (LegacyMaskHead, ExportableLegacyMaskHead), (LegacyRCNNBox, ExportableLegacyRCNNBox),
+            (LegacyBBoxPostProcess, ExportableLegacyBBoxPostProcess),
+            (LegacyMaskPostProcess, ExportableLegacyMaskPostProcess))
+# Legacy components that act only while the model is built (from_config) or through the
+# heads above (generators), and so need no form of their own.
+LEGACY_WITHOUT_FORMS = {'LegacyAnchorGenerator', 'LegacyProposalGenerator', 'LegacyBBoxHead'}
 
 
 def _objects(model):
@@ -58,12 +83,11 @@ def _objects(model):
 
 
 def check_supported(model):
+    covered = LEGACY_WITHOUT_FORMS | {old.__name__ for old, _ in SWITCHES}
     legacy = sorted({type(obj).__name__ for obj in _objects(model)
-                     if type(obj).__module__.startswith('ppdet_gcnet.legacy')})
+                     if type(obj).__module__.startswith('ppdet_gcnet.legacy')} - covered)
     if legacy:
-        raise ValueError(f"the legacy heads ({', '.join(legacy)}) have no ONNX forms: export the "
-                         "same weights with the dygraph config instead (configs/gcnet/, "
-                         "e.g. mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml)")
+        raise ValueError(f"the legacy components {', '.join(legacy)} have no ONNX forms")
     rpn = getattr(model, 'rpn_head', None)
     post = getattr(model, 'bbox_post_process', None)
     nms = getattr(post, 'nms', None)
@@ -78,8 +102,8 @@ def check_supported(model):
 
 def make_onnx_exportable(model):
     """Switch, in place, ppdet's RPNHead, RoIAlign, BBoxPostProcess and MaskHead in `model` to
-    their one-image ONNX forms (with RCNNBox), and ppdet's own ONNX switch (`export_onnx`) of
-    mask pasting on. Returns {class name: number switched}."""
+    their one-image ONNX forms (with RCNNBox; the mmdetection and legacy pipelines' components
+    likewise), and ppdet's own ONNX switch (`export_onnx`) of mask pasting on. Returns {class name: number switched}."""
     check_supported(model)
     switched = {new.__name__: 0 for _, new in SWITCHES}
     for obj in _objects(model):

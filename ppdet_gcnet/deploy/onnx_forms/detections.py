@@ -57,6 +57,15 @@ def clip_to_image(boxes, im_hw):
                          for j in range(4)], axis=-1)
 
 
+def with_placeholder(bboxes, bbox_num):
+    """One image's detections [K, 6], or ppdet's placeholder row [0, 0, 0, 0, 1, 1] when K is 0
+    (a slice instead of an `if`). Returns (rows, count [1])."""
+    placeholder = paddle.concat([paddle.zeros([1, 4], bboxes.dtype),
+                                 paddle.ones([1, 2], bboxes.dtype)], axis=1)
+    count = paddle.maximum(bbox_num, paddle.ones_like(bbox_num))
+    return paddle.concat([bboxes, placeholder])[:count[0]], count
+
+
 class ExportableRCNNBox(RCNNBox):
     """RCNNBox for one image: every RoI is clipped to image 0's shape."""
 
@@ -79,10 +88,7 @@ class ExportableBBoxPostProcess(BBoxPostProcess):
         return bbox_pred, bbox_num, None
 
     def get_pred(self, bboxes, bbox_num, im_shape, scale_factor):
-        placeholder = paddle.concat([paddle.zeros([1, 4], bboxes.dtype),
-                                     paddle.ones([1, 2], bboxes.dtype)], axis=1)
-        count = paddle.maximum(bbox_num, paddle.ones_like(bbox_num))
-        bboxes = paddle.concat([bboxes, placeholder])[:count[0]]
+        bboxes, count = with_placeholder(bboxes, bbox_num)
         origin_shape = paddle.floor(im_shape / scale_factor + 0.5)
         self.origin_shape_list = paddle.expand(origin_shape[0:1], [count[0], 2])
         box_scale = paddle.concat([scale_factor[:, 1:2], scale_factor[:, 0:1]] * 2, axis=1)
