@@ -65,3 +65,39 @@ def test_raw_mask_paste_equals_legacy_mask_post_process():
     ours = paste_masks_legacy(probabilities, boxes, height, width)
     assert expected.shape == ours.shape and expected.sum() > 10000
     np.testing.assert_array_equal(ours, expected)
+
+
+@pytest.mark.parametrize('op,message', [
+    ({'type': 'LegacyResize', 'target_size': [0, 1333]}, 'LegacyResize.target_size'),
+    ({'type': 'LegacyResize', 'target_size': [800, 1333], 'size': 3}, 'LegacyResize'),
+    ({'type': 'LegacyNormalizeImage', 'mean': MEAN, 'std': STD, 'norm_type': 'none'},
+     'LegacyNormalizeImage.norm_type'),
+])
+def test_bad_legacy_preprocessing_is_refused_in_one_line(op, message):
+    from deploy.python.errors import DeployError
+    from deploy.python.preprocess import build_preprocess
+    with pytest.raises(DeployError, match=message) as error:
+        build_preprocess([op])
+    assert '\n' not in str(error.value)
+
+
+def test_paste_positions_need_no_double_in_the_graph():
+    # The model side's float32 integer quotient ((2d + 1) src - dst) / (2 dst) gives the same
+    # bilinear taps as OpenCV 4.2's double position rounded to float32 (deploy's form), for every
+    # box size up to 4000 pixels on the padded 28x28 map (and a 14x14 one). The positions
+    # themselves are equal except where the exact one is 0 and double gives -5.6e-17 (a few
+    # sizes): cell 0 with weight 1 either way.
+    def taps(position, src):
+        low = np.floor(position)
+        interior = (low >= 0) & (low < src - 1)
+        return np.clip(low, 0, src - 1), np.where(interior, position - low, 0)
+
+    for src in (30, 16):
+        dst = np.repeat(np.arange(1, 4001), np.arange(1, 4001))
+        d = np.arange(len(dst)) - np.repeat(np.cumsum(np.arange(0, 4000)), np.arange(1, 4001))
+        quotient = (((2 * d + 1) * src - dst).astype(np.float32)
+                    / (2 * dst).astype(np.float32))
+        double = ((d + 0.5) * (1.0 / (dst / src)) - 0.5).astype(np.float32)
+        assert (quotient != double).sum() < 20 and (quotient[quotient != double] == 0).all()
+        for ours, theirs in zip(taps(quotient, src), taps(double, src)):
+            np.testing.assert_array_equal(ours, theirs)

@@ -23,9 +23,15 @@ def _taps(start, length, size, src_size):
     pixel = paddle.arange(size, dtype='float32').unsqueeze(0)             # [1, size]
     offset = pixel - start.unsqueeze(1)                                   # [N, size]
     inside = paddle.logical_and(offset >= 0, offset < length.unsqueeze(1))
-    # OpenCV: scale = 1 / (dst / src), in double
-    inv_scale = paddle.reciprocal(length.astype('float64') / src_size).unsqueeze(1)
-    pos = ((offset.astype('float64') + 0.5) * inv_scale - 0.5).astype('float32')
+    # OpenCV 4.2's source position (d + 0.5) * (1 / (dst / src)) - 0.5, computed in double and
+    # rounded to float32, gives the taps of the float32 quotient of two integers,
+    # ((2d + 1) src - dst) / (2 dst): integers this size are exact in float32, a float32 division
+    # rounds correctly, and no such quotient lies within double's rounding error of a float32
+    # rounding boundary; where the quotient is 0, double may give -5.6e-17, the same taps
+    # (tests/test_deploy_legacy.py checks every dst up to 4000). So no float64 in the graph
+    # (OpenVINO's CPU plugin would run it in float32).
+    length = length.unsqueeze(1)
+    pos = ((offset * 2 + 1) * src_size - length) / (length * 2)
     first = paddle.floor(pos)
     interior = paddle.logical_and(first >= 0, first < src_size - 1)
     frac = (pos - first) * interior.astype('float32')
