@@ -117,7 +117,11 @@ def broken_copy(export_dir, tmp_path, name):
     (lambda d: (d / 'infer_cfg.yml').write_text(''), 'infer_cfg.yml: file is empty'),
     (lambda d: (d / 'infer_cfg.yml').write_text('a: [1, 2'), 'not valid YAML'),
     (lambda d: (d / 'infer_cfg.yml').write_text('mode: paddle\n'), "no 'Preprocess' list"),
-], ids=['no_dir', 'no_program', 'no_params', 'empty_cfg', 'bad_yaml', 'no_preprocess'])
+    (lambda d: (d / 'infer_cfg.yml').write_text(
+        (d / 'infer_cfg.yml').read_text() + 'mask_threshold: 1.5\n'),
+     'mask_threshold 1.5 must be a number between 0 and 1'),
+], ids=['no_dir', 'no_program', 'no_params', 'empty_cfg', 'bad_yaml', 'no_preprocess',
+        'bad_mask_threshold'])
 def test_incomplete_model_dir_is_refused(deploy_model, tmp_path, damage, message):
     target = broken_copy(deploy_model[2], tmp_path, 'model')
     damage(target)

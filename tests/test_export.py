@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies the fixes)
+from deploy.python.model_files import load_model_files
 from tiny_config import TINY_SIZE as SIZE, write_tiny_config
 
 pytestmark = pytest.mark.ppdet  # runs PaddleDetection itself: in both test legs
@@ -169,12 +170,16 @@ def test_raw_mask_export_runs_in_deploy_with_the_same_detections(exported, repo_
     config = os.path.join(os.path.dirname(os.path.dirname(model_dir)), 'tiny_gc.yml')
     run = subprocess.run(
         [sys.executable, os.path.join(repo_root, 'tools', 'export_model.py'), '-c', config,
-         '-o', f'weights={weights}', '--output_dir', str(tmp_path / 'raw'), '--raw_masks'],
+         '-o', f'weights={weights}', 'MaskPostProcess.binary_thresh=0.4',
+         '--output_dir', str(tmp_path / 'raw'), '--raw_masks'],
         cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     raw_dir = str(tmp_path / 'raw' / 'tiny_gc')
     with open(os.path.join(raw_dir, 'infer_cfg.yml')) as f:
-        assert yaml.safe_load(f)['mask_output'] == 'raw'
+        infer_cfg = yaml.safe_load(f)
+    # deploy pastes the raw masks, so it must cut them where the config's MaskPostProcess would
+    assert infer_cfg['mask_output'] == 'raw' and infer_cfg['mask_threshold'] == 0.4
+    assert load_model_files(raw_dir).mask_threshold == 0.4
     boxes, counts, masks = run_inference(raw_dir, cases[0][0])
     assert counts.tolist() == cases[0][1]['bbox_num'].tolist()
     np.testing.assert_allclose(boxes, cases[0][1]['bbox'], rtol=1e-5, atol=1e-4)

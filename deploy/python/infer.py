@@ -110,6 +110,7 @@ class Detector:
             outputs = run_predictor(self.predictor, inputs)
         with self.timer.stage('postprocess', n):
             detections = split_per_image(outputs, infos, threshold, rescales,
+                                         mask_threshold=self.model.mask_threshold,
                                          legacy_paste=self.model.legacy_pipeline)
         return detections
 

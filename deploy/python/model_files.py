@@ -44,6 +44,16 @@ class ModelFiles:
         return self.infer_cfg.get('pipeline') == 'legacy'
 
     @property
+    def mask_threshold(self):
+        """Probability at which deploy cuts raw masks (`mask_threshold`, written by the export
+        from the config's MaskPostProcess.binary_thresh; 0.5 when absent)."""
+        value = self.infer_cfg.get('mask_threshold', 0.5)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise DeployError(f"{os.path.join(self.model_dir, 'infer_cfg.yml')}: mask_threshold "
+                              f"{value!r} must be a number between 0 and 1")
+        return float(value)
+
+    @property
     def max_batch_size(self):
         """Images per run the exported graph takes (None: any number)."""
         value = self.infer_cfg.get('max_batch_size')
@@ -84,4 +94,6 @@ def load_model_files(model_dir, backend='paddle'):
         raise DeployError(f"{cfg_path}: not valid YAML ({str(e).splitlines()[0]})")
     if not isinstance(infer_cfg, dict) or not isinstance(infer_cfg.get('Preprocess'), list):
         raise DeployError(f"{cfg_path}: no 'Preprocess' list; is it an export's infer_cfg.yml?")
-    return ModelFiles(model_dir, program, params, infer_cfg)
+    model = ModelFiles(model_dir, program, params, infer_cfg)
+    model.mask_threshold  # a bad value is refused now, not after the first image
+    return model

@@ -93,6 +93,10 @@ def _write_infer_cfg(cfg, model, path, image_shape, label_list, raw_masks, onnx)
         infer_cfg['label_list'] = list(label_list)
     if raw_masks:
         infer_cfg['mask_output'] = 'raw'
+        # deploy pastes the raw masks: it cuts them where the model's MaskPostProcess would
+        threshold = getattr(getattr(model, 'mask_post_process', None), 'binary_thresh', None)
+        if threshold is not None:
+            infer_cfg['mask_threshold'] = float(threshold)
     if is_legacy_pipeline(model):
         infer_cfg['pipeline'] = 'legacy'
     if onnx:  # the ONNX forms take one image per run (deploy splits batches)
