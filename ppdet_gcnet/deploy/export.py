@@ -2,8 +2,9 @@
 
 `export_model(cfg, model, output_dir, raw_masks=..., onnx=...)` writes `model.json` (PIR program),
 `model.pdiparams`, `infer_cfg.yml` (ppdet's own `_dump_infer_config`, plus `mask_output: raw`
-for raw masks and `pipeline: legacy` for the legacy-exact pipeline's models) and, when asked, `model.onnx`, into a temporary directory beside `output_dir`
-that is renamed into place when every file is written. The graph rewrites it applies before
+and `mask_threshold` for raw masks, `pipeline: legacy` for the legacy-exact pipeline's models)
+and, when asked, `model.onnx`, into a temporary directory beside `output_dir` that is renamed
+into place when every file is written. The graph rewrites it applies before
 tracing are listed in `ppdet_gcnet.deploy.export_forms`. tools/export_model.py,
 deploy/benchmark.py and the tests all export through it. The helpers below it give random-weight
 models a realistic, fixed workload for tests and benchmarks.

@@ -103,7 +103,8 @@ def check_supported(model):
 def make_onnx_exportable(model):
     """Switch, in place, ppdet's RPNHead, RoIAlign, BBoxPostProcess and MaskHead in `model` to
     their one-image ONNX forms (with RCNNBox; the mmdetection and legacy pipelines' components
-    likewise), and ppdet's own ONNX switch (`export_onnx`) of mask pasting on. Returns {class name: number switched}."""
+    likewise), and ppdet's own ONNX switch (`export_onnx`) of mask pasting on. Returns
+    {class name: number switched}."""
     check_supported(model)
     switched = {new.__name__: 0 for _, new in SWITCHES}
     for obj in _objects(model):
