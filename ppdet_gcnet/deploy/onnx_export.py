@@ -2,7 +2,9 @@
 
 paddle2onnx is optional (requirements-onnx.txt): without it, one line says what to install.
 The opset is one that both ONNX Runtime and OpenVINO run; the ops paddle2onnx has no mapper for
-are rewritten before tracing (ppdet_gcnet.deploy.onnx_forms, applied by export_model).
+are rewritten before tracing (ppdet_gcnet.deploy.onnx_forms, applied by export_model); after
+conversion, the lean GC add residuals get the shape annotations ONNX Runtime needs to fuse them
+into their convolutions (ppdet_gcnet.deploy.onnx_shapes).
 """
 import os
 import subprocess
@@ -55,10 +57,23 @@ def write_onnx(model_dir, opset=OPSET, log=None):
          partial, str(opset)], capture_output=True, text=True)
     if run.returncode != 0 or not os.path.isfile(partial):
         raise ExportError(f"paddle2onnx could not convert {model_dir}: {_reason(run)}")
+    annotated = _annotate(partial)
     os.replace(partial, target)
     if log:
-        log(f"ONNX (opset {opset}) -> {target}")
+        log(f"ONNX (opset {opset}) -> {target}"
+            + (f" ({annotated} GC residuals annotated)" if annotated else ""))
     return target
+
+
+def _annotate(path):
+    """Add the lean GC residuals' shape annotations to the ONNX file at `path`, in place."""
+    import onnx
+    from .onnx_shapes import annotate_lean_gc_residuals
+    model = onnx.load(path)
+    annotated = annotate_lean_gc_residuals(model)
+    if annotated:
+        onnx.save(model, path)
+    return annotated
 
 
 def _reason(run):

@@ -1,0 +1,119 @@
+"""The lean GC add residuals' shape annotations in `model.onnx`: written for every residual and
+nothing else, the model still computes what the Paddle export computes (ONNX Runtime and OpenVINO,
+two input sizes), and ONNX Runtime fuses each annotated residual add + relu into its conv."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies compat)
+from ppdet_gcnet.deploy import make_onednn_safe
+from ppdet_gcnet.deploy.lean_gc import use_lean_gc
+from tests.test_lean_gc import Backbone, gc_resnet, relative_error
+
+LEAN_BLOCKS = 13  # res3-res5 of a ResNet50: 4 + 6 + 3 bottlenecks
+
+
+def _inputs():
+    rng = np.random.RandomState(4)
+    # the second size is no multiple of the backbone's stride (odd sizes after each stride 2)
+    return [rng.randn(1, 3, 64, 96).astype('float32'), rng.randn(1, 3, 72, 100).astype('float32')]
+
+
+@pytest.fixture(scope='module')
+def lean_add_export(tmp_path_factory):
+    """A GC add ResNet50-vd backbone in the lean form, saved as Paddle exports it and converted
+    by the exporter's ONNX step."""
+    pytest.importorskip('paddle2onnx')
+    from ppdet_gcnet.deploy.onnx_export import write_onnx
+    net = gc_resnet(['channel_add'])
+    make_onednn_safe(net)
+    assert use_lean_gc(net) == LEAN_BLOCKS
+    directory = tmp_path_factory.mktemp('lean_add')
+    spec = [paddle.static.InputSpec([None, 3, None, None], 'float32', 'image')]
+    paddle.jit.save(paddle.jit.to_static(Backbone(net), input_spec=spec, full_graph=True),
+                    str(directory / 'model'))
+    paddle.disable_static()
+    messages = []
+    write_onnx(str(directory), log=messages.append)
+    return str(directory), messages
+
+
+def _paddle_outputs(directory, image):
+    from paddle import inference
+    config = inference.Config(os.path.join(directory, 'model.json'),
+                              os.path.join(directory, 'model.pdiparams'))
+    config.disable_gpu()
+    config.disable_onednn()
+    config.disable_glog_info()
+    predictor = inference.create_predictor(config)
+    handle = predictor.get_input_handle('image')
+    handle.reshape(image.shape)
+    handle.copy_from_cpu(image)
+    predictor.run()
+    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
+
+
+def _ort_session(path, optimized=None):
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    if optimized:
+        options.optimized_model_filepath = optimized
+    return onnxruntime.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def test_every_lean_residual_is_annotated(lean_add_export):
+    import onnx
+    directory, messages = lean_add_export
+    model = onnx.load(os.path.join(directory, 'model.onnx'))
+    onnx.checker.check_model(model)
+    shapes = {info.name: [d.dim_param or d.dim_value for d in info.type.tensor_type.shape.dim]
+              for info in model.graph.value_info}
+    # two names or more per residual (paddle2onnx's Identity copies), one shared shape each
+    residuals = {tuple(shape) for shape in shapes.values()}
+    assert len(residuals) == LEAN_BLOCKS
+    assert sorted(shape[1] for shape in residuals) == [512] * 4 + [1024] * 6 + [2048] * 3
+    assert any(f'{LEAN_BLOCKS} GC residuals annotated' in m for m in messages)
+
+
+@pytest.mark.parametrize('runtime', ['onnxruntime', 'openvino'])
+def test_annotated_model_equals_the_paddle_export(lean_add_export, runtime):
+    directory, _ = lean_add_export
+    path = os.path.join(directory, 'model.onnx')
+    if runtime == 'onnxruntime':
+        session = _ort_session(path)
+        run = lambda image: session.run(None, {'image': image})  # noqa: E731
+    else:
+        import openvino
+        compiled = openvino.Core().compile_model(path, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
+        run = lambda image: list(compiled({'image': image}).values())  # noqa: E731
+    for image in _inputs():
+        reference = _paddle_outputs(directory, image)
+        outputs = run(image)
+        assert [o.shape for o in outputs] == [r.shape for r in reference]
+        assert relative_error(reference, outputs) < 1e-4
+
+
+def test_onnxruntime_fuses_the_annotated_residuals(lean_add_export, tmp_path):
+    """ONNX Runtime's optimised graph: with the annotations, each residual's add and relu are
+    gone into the blocked conv (13 fewer of each); without them, they stay."""
+    import onnx
+    directory, _ = lean_add_export
+    annotated = onnx.load(os.path.join(directory, 'model.onnx'))
+    plain = onnx.load(os.path.join(directory, 'model.onnx'))
+    del plain.graph.value_info[:]
+    counts = {}
+    for name, model in (('annotated', annotated), ('plain', plain)):
+        source, optimized = str(tmp_path / f'{name}.onnx'), str(tmp_path / f'{name}.opt.onnx')
+        onnx.save(model, source)
+        _ort_session(source, optimized)
+        nodes = onnx.load(optimized).graph.node
+        counts[name] = {op: sum(n.op_type == op and not n.domain for n in nodes)
+                        for op in ('Add', 'Relu')}
+        counts[name]['blocked'] = sum(n.domain.endswith('nchwc') for n in nodes)
+    if not counts['plain']['blocked']:
+        pytest.skip("ONNX Runtime runs no blocked (NCHWc) convolutions on this CPU")
+    assert counts['plain']['Relu'] - counts['annotated']['Relu'] == LEAN_BLOCKS, counts
+    assert counts['plain']['Add'] - counts['annotated']['Add'] == LEAN_BLOCKS, counts
