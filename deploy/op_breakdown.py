@@ -1,6 +1,7 @@
-"""Per-op latency of exported models, side by side, from Paddle Inference's own profiler.
+"""Per-op latency of exported models, side by side, from the runtime's own profiler.
 
     python deploy/op_breakdown.py --model_dirs EXPORT_A EXPORT_B [--enable_mkldnn] [--size 800 1333]
+    python deploy/op_breakdown.py --backend onnxruntime|openvino [--int8] --model_dirs ...
 
 Each model runs in its own process (the profiler reports when the predictor is destroyed) on the
 same random input. The profiler cannot leave the first run out, and that run is not typical:
@@ -11,6 +12,13 @@ difference divided by --runs is the steady-state cost per run. The top-level row
 one Markdown table, with each model's difference to the first: ops that only the later models
 have are what they add. Rows inside `if_instruction` (the mask head's sub-graph, which only runs
 when there are detections) are summed into it.
+
+`--backend onnxruntime` profiles each export's `model.onnx` (`model_int8.onnx` with --int8) with
+ONNX Runtime's profiler (kernel time per op type, the first run left out; with more than one
+thread, kernel time is the operator's span, not CPU time summed over threads);
+`--backend openvino` with OpenVINO's performance counters (`PERF_COUNT`: real time per node
+type as its CPU plugin ran it, fused nodes under the surviving node; `--enable_mkldnn_bfloat16`
+selects its bf16 precision).
 """
 import argparse
 import json
@@ -72,6 +80,71 @@ def profile(model_dir, height, width, runs, threads, onednn, bf16=False):
             for op in set(first) | set(total)}
 
 
+def _onnx_inputs(height, width):
+    import numpy as np
+    return {'image': np.random.RandomState(0).randn(1, 3, height, width).astype('float32'),
+            'im_shape': np.array([[height, width]], 'float32'),
+            'scale_factor': np.ones((1, 2), 'float32')}
+
+
+def _onnx_file(model_dir, int8):
+    path = os.path.join(model_dir, 'model_int8.onnx' if int8 else 'model.onnx')
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: {path}: missing (export with --onnx; int8: "
+                         "deploy/python/quantize.py)")
+    return path
+
+
+def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False):
+    """{op type: ms per run} of ONNX Runtime's kernels, the first run left out."""
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as scratch:
+        options.profile_file_prefix = os.path.join(scratch, 'ort')
+        session = onnxruntime.InferenceSession(_onnx_file(model_dir, int8), options,
+                                               providers=['CPUExecutionProvider'])
+        inputs = _onnx_inputs(height, width)
+        feed = {i.name: inputs[i.name] for i in session.get_inputs()}
+        for _ in range(runs + 1):
+            session.run(None, feed)
+        with open(session.end_profiling()) as f:
+            events = json.load(f)
+    first_end = min(e['ts'] + e['dur'] for e in events
+                    if e.get('cat') == 'Session' and e['name'] == 'model_run')
+    ops = {}
+    for e in events:
+        if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time') and e['ts'] > first_end:
+            op = e['args']['op_name']
+            ops[op] = ops.get(op, 0.0) + e['dur'] / 1000.0 / runs
+    return ops
+
+
+def profile_openvino(model_dir, height, width, runs, threads, bf16=False, int8=False):
+    """{node type: ms per run} from OpenVINO's CPU performance counters, the first run left
+    out."""
+    import openvino
+    compiled = openvino.Core().compile_model(
+        _onnx_file(model_dir, int8), 'CPU',
+        {'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32',
+         'INFERENCE_NUM_THREADS': threads, 'PERF_COUNT': True})
+    request = compiled.create_infer_request()
+    inputs = _onnx_inputs(height, width)
+    feed = {port.get_any_name(): inputs[port.get_any_name()] for port in compiled.inputs}
+    request.infer(feed)
+    ops = {}
+    for _ in range(runs):
+        request.infer(feed)
+        for info in request.get_profiling_info():
+            if info.status == info.Status.EXECUTED:
+                ops[info.node_type] = (ops.get(info.node_type, 0.0)
+                                       + info.real_time.total_seconds() * 1000.0 / runs)
+    return ops
+
+
 def markdown(names, per_model, top):
     order = sorted(set().union(*per_model), key=lambda op: -max(m.get(op, 0) for m in per_model))
     header = '| op | ' + ' | '.join(f'{n} ms' for n in names) + ' | ' + ' | '.join(
@@ -94,18 +167,32 @@ def main(argv=None):
     p.add_argument('--runs', type=int, default=2)
     p.add_argument('--cpu_threads', type=int, default=2)
     p.add_argument('--enable_mkldnn', action='store_true')
-    p.add_argument('--enable_mkldnn_bfloat16', action='store_true')
+    p.add_argument('--enable_mkldnn_bfloat16', action='store_true',
+                   help='oneDNN bf16 (paddle; needs --enable_mkldnn) or bf16 (openvino)')
+    p.add_argument('--backend', choices=('paddle', 'onnxruntime', 'openvino'), default='paddle')
+    p.add_argument('--int8', action='store_true', help='ONNX backends: model_int8.onnx')
     p.add_argument('--top', type=int, default=25)
     p.add_argument('--output', help='also write the per-op figures as JSON here')
     args = p.parse_args(argv)
     names = [os.path.basename(os.path.normpath(d)) for d in args.model_dirs]
     if args.runs < 1:
         p.error(f"--runs {args.runs}: must be >= 1")
-    if args.enable_mkldnn_bfloat16 and not args.enable_mkldnn:
-        p.error("--enable_mkldnn_bfloat16 needs --enable_mkldnn")
-    per_model = [profile(d, *args.size, args.runs, args.cpu_threads, args.enable_mkldnn,
-                         args.enable_mkldnn_bfloat16)
-                 for d in args.model_dirs]
+    if args.backend == 'paddle':
+        if args.enable_mkldnn_bfloat16 and not args.enable_mkldnn:
+            p.error("--enable_mkldnn_bfloat16 needs --enable_mkldnn")
+        if args.int8:
+            p.error("--int8: the ONNX backends only")
+        per_model = [profile(d, *args.size, args.runs, args.cpu_threads, args.enable_mkldnn,
+                             args.enable_mkldnn_bfloat16) for d in args.model_dirs]
+    elif args.backend == 'onnxruntime':
+        if args.enable_mkldnn_bfloat16:
+            p.error("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path")
+        per_model = [profile_onnxruntime(d, *args.size, args.runs, args.cpu_threads, args.int8)
+                     for d in args.model_dirs]
+    else:
+        per_model = [profile_openvino(d, *args.size, args.runs, args.cpu_threads,
+                                      args.enable_mkldnn_bfloat16, args.int8)
+                     for d in args.model_dirs]
     print(markdown(names, per_model, args.top))
     if args.output:
         with open(args.output, 'w') as f:

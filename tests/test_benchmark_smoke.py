@@ -97,3 +97,13 @@ def test_benchmark_onnx_backend_mode(repo_root, shapes_dataset, tmp_path):
     assert report['modes']['onnxruntime_fp32']['gc_add']['runs'] == 1
     assert os.path.isfile(out / 'export_onnx' / 'gc_add' / 'model.onnx')
     assert not os.path.exists(out / 'export' / 'gc_add' / 'model.onnx')
+
+    # per-op profiles of the ONNX export from each runtime's own profiler
+    from deploy import op_breakdown
+    for backend, conv in (('onnxruntime', 'Conv'), ('openvino', 'Convolution')):
+        profile = tmp_path / f'{backend}.json'
+        op_breakdown.main(['--backend', backend, '--model_dirs',
+                           str(out / 'export_onnx' / 'gc_add'), '--size', '96', '96',
+                           '--runs', '1', '--cpu_threads', '1', '--output', str(profile)])
+        ops = json.loads(profile.read_text())['gc_add']
+        assert ops[conv] > 0 and all(ms >= 0 for ms in ops.values())
