@@ -2,9 +2,11 @@
 
 paddle2onnx is optional (requirements-onnx.txt): without it, one line says what to install.
 The opset is one that both ONNX Runtime and OpenVINO run; the ops paddle2onnx has no mapper for
-are rewritten before tracing (ppdet_gcnet.deploy.onnx_forms, applied by export_model); after
-conversion, the lean GC add residuals get the shape annotations ONNX Runtime needs to fuse them
-into their convolutions (ppdet_gcnet.deploy.onnx_shapes).
+are rewritten before tracing (ppdet_gcnet.deploy.onnx_forms, applied by export_model). After
+conversion, `ONNX_REWRITES` change the ONNX file alone (the Paddle model keeps the forms Paddle
+Inference's oneDNN path needs), each computing the same function: the FPN's 2x upsampling as one
+`Resize` (ppdet_gcnet.deploy.onnx_upsample) and the GC add residuals' shape annotations ONNX
+Runtime needs to fuse them into their convolutions (ppdet_gcnet.deploy.onnx_shapes).
 """
 import os
 import subprocess
@@ -57,23 +59,38 @@ def write_onnx(model_dir, opset=OPSET, log=None):
          partial, str(opset)], capture_output=True, text=True)
     if run.returncode != 0 or not os.path.isfile(partial):
         raise ExportError(f"paddle2onnx could not convert {model_dir}: {_reason(run)}")
-    annotated = _annotate(partial)
+    applied = rewrite_onnx(partial)
     os.replace(partial, target)
     if log:
-        log(f"ONNX (opset {opset}) -> {target}"
-            + (f" ({annotated} GC residuals annotated)" if annotated else ""))
+        log(f"ONNX (opset {opset}) -> {target}; ONNX rewrites: {applied}")
     return target
 
 
-def _annotate(path):
-    """Add the lean GC residuals' shape annotations to the ONNX file at `path`, in place."""
-    import onnx
+def _upsampling(model):
+    from .onnx_upsample import use_resize_for_nearest_upsampling
+    return use_resize_for_nearest_upsampling(model)
+
+
+def _residual_shapes(model):
     from .onnx_shapes import annotate_lean_gc_residuals
+    return annotate_lean_gc_residuals(model)
+
+
+# (name, function(onnx ModelProto) -> count), applied in order to the converted file.
+ONNX_REWRITES = [
+    ('nearest_upsampling_as_resize', _upsampling),
+    ('gc_residual_shapes', _residual_shapes),
+]
+
+
+def rewrite_onnx(path):
+    """Apply `ONNX_REWRITES` to the ONNX file at `path`, in place. Returns {name: count}."""
+    import onnx
     model = onnx.load(path)
-    annotated = annotate_lean_gc_residuals(model)
-    if annotated:
+    applied = {name: rewrite(model) for name, rewrite in ONNX_REWRITES}
+    if any(applied.values()):
         onnx.save(model, path)
-    return annotated
+    return applied
 
 
 def _reason(run):
