@@ -1,5 +1,6 @@
+from .class_agnostic_nms import ClassAgnosticNMS
 from .gc_block import GlobalContextBlock, GCConfigError
 from .gc_resnet import GCResNet
 from .jittered_gt_assigner import JitteredGTBBoxAssigner
 
-__all__ = ['GlobalContextBlock', 'GCConfigError', 'GCResNet', 'JitteredGTBBoxAssigner']
+__all__ = ['ClassAgnosticNMS', 'GlobalContextBlock', 'GCConfigError', 'GCResNet', 'JitteredGTBBoxAssigner']

@@ -95,9 +95,11 @@ def check_supported(model):
         raise ValueError(f"{type(model).__name__}: the ONNX forms cover R-CNNs with an RPN and "
                          "multi-class NMS")
     top_n = rpn.test_proposal.post_nms_top_n
+    if getattr(nms, 'class_agnostic', False):  # its one group holds every class's boxes
+        top_n *= post.num_classes
     if 0 < nms.nms_top_k < top_n:
-        raise ValueError(f"MultiClassNMS nms_top_k {nms.nms_top_k} < post_nms_top_n {top_n}: "
-                         "no ONNX form for a per-class pre-NMS cut")
+        raise ValueError(f"{type(nms).__name__} nms_top_k {nms.nms_top_k} < the {top_n} boxes "
+                         "it gets: no ONNX form for a pre-NMS cut")
 
 
 def make_onnx_exportable(model):

@@ -2,7 +2,8 @@
 
 `ExportableBBoxPostProcess`: ppdet's BBoxPostProcess whose NMS is `multiclass_nms3` in the
 [1, C, S] form (the per-image-count form has no ONNX mapping): the class-specific boxes [M, C, 4]
-are laid out as S = M * C boxes and class c scores only its own boxes. Then, as
+are laid out as S = M * C boxes and class c scores only its own boxes (with ClassAgnosticNMS, all
+S boxes form one group and each kept box's class is its index modulo C). Then, as
 `multiclass_nms3` does per image: at most `keep_top_k` rows, the best by score, listed class by
 class, by box index within a class. `get_pred` is ppdet's rescaling and clipping for one image,
 with the one placeholder row [0, 0, 0, 0, 1, 1] for an image without detections selected by a
@@ -29,14 +30,20 @@ def multiclass_nms_one_image(boxes, scores, nms):
     num_classes = scores.shape[1]
     flat_boxes = boxes.reshape([-1, 4])                         # box (m, c) at m * C + c
     flat_scores = scores.reshape([1, -1])                       # [1, M * C]
-    box_class = paddle.arange(num_classes, dtype='int64').tile([paddle.shape(scores)[0]])
-    classes = paddle.arange(num_classes, dtype='int64').unsqueeze(1)
-    grouped = masked_scores(paddle.expand(flat_scores, [num_classes, -1]),
-                            box_class.unsqueeze(0) == classes, _DROPPED)
+    agnostic = getattr(nms, 'class_agnostic', False)
+    if agnostic:  # one group: every class's boxes suppress each other (ClassAgnosticNMS)
+        grouped = flat_scores
+    else:         # class c scores only its own boxes
+        box_class = paddle.arange(num_classes, dtype='int64').tile([paddle.shape(scores)[0]])
+        classes = paddle.arange(num_classes, dtype='int64').unsqueeze(1)
+        grouped = masked_scores(paddle.expand(flat_scores, [num_classes, -1]),
+                                box_class.unsqueeze(0) == classes, _DROPPED)
     if nms.score_threshold < 0:
         raise ValueError(f"score_threshold {nms.score_threshold} < 0 has no ONNX form here")
     keep, label, score = grouped_nms(flat_boxes, grouped, nms.score_threshold,
                                      nms.nms_threshold, nms.normalized)
+    if agnostic:
+        label = keep % num_classes
     if nms.keep_top_k > 0:
         # The best keep_top_k by score, still listed class by class.
         rank = paddle.argsort(paddle.argsort(-score, stable=True), stable=True)
