@@ -29,10 +29,10 @@ IMAGE=dataset/shapes/val/val_00000.jpg
 PICTURE=$OUT/infer/$(basename "$IMAGE")
 mkdir -p "$OUT"
 
-# Training makes one pass over 1024 generated images (the config's comments say why); the 32
+# Training makes one pass over 1408 generated images (the config's comments say why); the 32
 # validation images do not depend on how many training images there are.
-step "1/4 dataset: dataset/shapes (1024 training images, 32 validation images)"
-"$PY" tools/make_shapes_dataset.py --output_dir dataset/shapes --num_train 1024 2>&1 \
+step "1/4 dataset: dataset/shapes (1408 training images, 32 validation images)"
+"$PY" tools/make_shapes_dataset.py --output_dir dataset/shapes --num_train 1408 2>&1 \
   | grep -v -E "numba|ccache|warnings.warn|^W[0-9]{4}|^I[0-9]{4}|compat applied"
 
 # Paddle computes on one thread unless told otherwise; the quickstart's figures are for 2 cores.
@@ -57,8 +57,8 @@ for curves in bbox_pr_curve segm_pr_curve; do
   rm -rf "$OUT/eval/$curves" && { [ ! -d "$curves" ] || mv "$curves" "$OUT/eval/"; }
 done
 
-# 0.3, not ppdet's usual 0.5: the picture also shows the runner-up classes where the model
-# still hesitates between them.
+# 0.3, not ppdet's usual 0.5: the less certain detections are drawn too (each object gets one,
+# with its best class: the config's ClassAgnosticNMS).
 step "4/4 infer: $IMAGE (boxes and masks with score >= 0.3)"
 "$PY" tools/infer.py -c "$CONFIG" -o weights="$WEIGHTS" --infer_img "$IMAGE" \
   --output_dir "$OUT/infer" --draw_threshold 0.3 --save_results > "$OUT/infer.log" 2>&1 \

@@ -6,6 +6,8 @@ import pytest
 import ppdet_gcnet  # noqa: F401  (registers ClassAgnosticNMS)
 from ppdet_gcnet.modeling import ClassAgnosticNMS
 
+pytestmark = pytest.mark.ppdet  # runs PaddleDetection itself: in both test legs
+
 NUM_CLASSES = 3
 SCORE_THRESHOLD = 0.05
 IOU_THRESHOLD = 0.5

@@ -9,8 +9,8 @@ every config file and checks each one equals that of a row exported here or in
 tests/test_onnx_export.py. GC blocks themselves (add and mul, and without them) are exported
 and checked on the ResNet-vd Mask R-CNN rows there; the rows here then differ in everything
 else: mmdetection's ResNet and ResNeXt Mask R-CNN, Cascade Mask R-CNN with and without DCN,
-Faster and Cascade R-CNN, and the legacy-exact pipeline (configs/gcnet/legacy/: +1 pixel boxes,
-unaligned RoIAlign, the legacy reader and mask paste).
+Faster and Cascade R-CNN, the legacy-exact pipeline (configs/gcnet/legacy/: +1 pixel boxes,
+unaligned RoIAlign, the legacy reader and mask paste), and the quickstart (class-agnostic NMS).
 
 Each representative: its own config on the generated shapes data, reduced (128-px input,
 ResNet(-eXt)-50 for the 101-layer rows, narrow FPN and heads, 64 proposals), calibrated random
@@ -46,6 +46,8 @@ REPRESENTATIVES = {
     'faster_rcnn_r50_vd_fpn_gcb_add_r16_1x_coco': 18,
     'cascade_rcnn_r50_vd_fpn_gcb_add_r16_1x_coco': 18,
     LEGACY: 18,
+    # the quickstart: class-agnostic NMS
+    'shapes/mask_rcnn_r18_vd_fpn_gcb_add_r16_shapes': 18,
 }
 # exported to ONNX and compared in tests/test_onnx_export.py (COCO_ROWS, quickstart config)
 TESTED_ELSEWHERE = ('mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco', 'mask_rcnn_r50_vd_fpn_2x_coco')

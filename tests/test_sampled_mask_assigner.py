@@ -8,6 +8,8 @@ import ppdet_gcnet  # noqa: F401  (applies compat)
 from ppdet.modeling.proposal_generator.target_layer import MaskAssigner
 from ppdet_gcnet.modeling import SampledMaskAssigner
 
+pytestmark = pytest.mark.ppdet  # runs PaddleDetection itself: in both test legs
+
 NUM_CLASSES = 3
 RESOLUTION = 8
 
