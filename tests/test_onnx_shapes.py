@@ -11,6 +11,7 @@ import ppdet_gcnet  # noqa: F401  (registers GCResNet, applies compat)
 from ppdet_gcnet.deploy import make_onednn_safe
 from ppdet_gcnet.deploy.lean_gc import use_lean_gc
 from tests.test_lean_gc import Backbone, gc_resnet, relative_error
+from tests.test_onnx_export import paddle_inference
 
 LEAN_BLOCKS = 13  # res3-res5 of a ResNet50: 4 + 6 + 3 bottlenecks
 
@@ -38,21 +39,6 @@ def lean_add_export(tmp_path_factory):
     messages = []
     write_onnx(str(directory), log=messages.append)
     return str(directory), messages
-
-
-def _paddle_outputs(directory, image):
-    from paddle import inference
-    config = inference.Config(os.path.join(directory, 'model.json'),
-                              os.path.join(directory, 'model.pdiparams'))
-    config.disable_gpu()
-    config.disable_onednn()
-    config.disable_glog_info()
-    predictor = inference.create_predictor(config)
-    handle = predictor.get_input_handle('image')
-    handle.reshape(image.shape)
-    handle.copy_from_cpu(image)
-    predictor.run()
-    return [predictor.get_output_handle(n).copy_to_cpu() for n in predictor.get_output_names()]
 
 
 def _ort_session(path, optimized=None):
@@ -90,7 +76,7 @@ def test_annotated_model_equals_the_paddle_export(lean_add_export, runtime):
         compiled = openvino.Core().compile_model(path, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
         run = lambda image: list(compiled({'image': image}).values())  # noqa: E731
     for image in _inputs():
-        reference = _paddle_outputs(directory, image)
+        reference = paddle_inference(directory, {'image': image})
         outputs = run(image)
         assert [o.shape for o in outputs] == [r.shape for r in reference]
         assert relative_error(reference, outputs) < 1e-4

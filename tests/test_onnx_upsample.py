@@ -2,13 +2,13 @@
 unsqueeze/expand/flatten pattern is replaced (and nothing else), and ONNX Runtime and OpenVINO
 then copy each pixel into a 2x2 block exactly, at even and odd sizes; the real exports hold one
 Resize per FPN level."""
-import os
 
 import numpy as np
 import paddle
 import pytest
 
 from ppdet_gcnet.deploy.onednn_safe import upsample_nearest_2x
+from tests.test_onnx_export import paddle_inference
 
 
 class Upsampler(paddle.nn.Layer):
@@ -103,17 +103,7 @@ def test_fpn_exports_hold_one_resize_per_level(tmp_path):
     ops = [n.op_type for n in onnx.load(str(tmp_path / 'model.onnx')).graph.node]
     assert ops.count('Resize') == 3 and 'Expand' not in ops
     image = np.random.RandomState(1).randn(1, 8, 32, 48).astype('float32')
-    from paddle import inference
-    config = inference.Config(os.path.join(tmp_path, 'model.json'),
-                              os.path.join(tmp_path, 'model.pdiparams'))
-    config.disable_gpu()
-    config.disable_onednn()
-    config.disable_glog_info()
-    predictor = inference.create_predictor(config)
-    predictor.get_input_handle('image').copy_from_cpu(image)
-    predictor.run()
-    reference = [predictor.get_output_handle(n).copy_to_cpu()
-                 for n in predictor.get_output_names()]
+    reference = paddle_inference(str(tmp_path), {'image': image})
     for runtime, run in _runtimes(str(tmp_path / 'model.onnx')).items():
         for ours, theirs in zip(run(image), reference):
             np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5, err_msg=runtime)
