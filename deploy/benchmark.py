@@ -73,7 +73,11 @@ def parse_args(argv=None):
                    help='also export and time the GC configs in the lean form')
     p.add_argument('--torchvision', choices=('auto', 'off'), default='auto',
                    help="time torchvision's Mask R-CNN R50-FPN alongside (auto: if it imports)")
+    p.add_argument('--settle', type=float, default=2.0,
+                   help='idle seconds before each timed run (see time_mode)')
     args = p.parse_args(argv)
+    if not 0 <= args.settle <= 60:
+        p.error(f"--settle {args.settle}: must be within [0, 60] seconds")
     for item in args.config_file:
         name, sep, path = item.partition('=')
         if not sep or name not in CONFIGS or not os.path.isfile(path):
@@ -181,7 +185,10 @@ def time_mode(runners, inputs_np, args, expected):
     """Interleaved rounds over the runners, the first one rotating each round (so none always
     follows the same neighbour); returns per-runner wall seconds, per-runner process CPU seconds
     (all threads; less sensitive than wall time to other jobs taking the cores) and the last
-    outputs."""
+    outputs. Each timed run starts after `args.settle` idle seconds: thread pools keep spinning
+    after a run (ONNX Runtime's workers by default, OpenMP's for its block time), and all
+    runners share this process, so without a pause the previous model's spinning threads take
+    cores from the one being timed and their CPU time is charged to it."""
     times = {name: [] for name in runners}
     cpu = {name: [] for name in runners}
     outputs = {}
@@ -192,6 +199,7 @@ def time_mode(runners, inputs_np, args, expected):
     for round_index in range(args.repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            time.sleep(args.settle)
             start, start_cpu = time.perf_counter(), time.process_time()
             outputs[name] = runners[name](inputs_np)
             times[name].append(time.perf_counter() - start)
@@ -317,7 +325,7 @@ def run(args):
               'input': {'image_hw': list(args.image_size), 'resize': list(args.size),
                         'tensor_hw': list(inputs_np['image'].shape[2:])},
               'detections': args.detections, 'cpu_threads': args.cpu_threads,
-              'warmup': args.warmup, 'repeats': args.repeats, 'cpu': platform.processor() or
+              'warmup': args.warmup, 'repeats': args.repeats, 'settle_s': args.settle, 'cpu': platform.processor() or
               platform.machine(), 'paddle': paddle.__version__,
               'load_average_at_start': list(os.getloadavg()), 'configs': {}, 'modes': {}}
     states, export_dirs = {}, {}

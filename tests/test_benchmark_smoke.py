@@ -25,7 +25,7 @@ def tiny_bottleneck_configs(repo_root, shapes_dataset, directory):
     return paths
 
 
-def test_benchmark_writes_report(repo_root, shapes_dataset, tmp_path, capsys):
+def test_benchmark_writes_report(repo_root, shapes_dataset, tmp_path, capsys, monkeypatch):
     from deploy import benchmark
     paths = tiny_bottleneck_configs(repo_root, shapes_dataset, tmp_path)
     out = tmp_path / 'bench'
@@ -34,9 +34,14 @@ def test_benchmark_writes_report(repo_root, shapes_dataset, tmp_path, capsys):
         '--detections', '5', '--warmup', '0', '--repeats', '2', '--modes', 'onednn_fp32',
         '--configs', 'control,gc_add', '--torchvision', 'off', '--cpu_threads', '1',
         '--config_file', f"control={paths['control']}", '--config_file',
-        f"gc_add={paths['gc_add']}"])
+        f"gc_add={paths['gc_add']}", '--settle', '0.01'])
+    pauses = []
+    real_sleep = benchmark.time.sleep
+    monkeypatch.setattr(benchmark.time, 'sleep', lambda s: (pauses.append(s), real_sleep(s)))
     benchmark.run(args)
     report = json.loads((out / 'benchmark_inference.json').read_text())
+    # one settling pause before each timed run: 3 models x 2 rounds
+    assert pauses.count(0.01) == 6 and report['settle_s'] == 0.01
     mode = report['modes']['onednn_fp32']
     assert set(mode) >= {'control', 'gc_add', 'gc_add_lean', 'ratio_vs_control'}
     assert mode['gc_add']['runs'] == 2 and mode['gc_add']['median_ms'] > 0
@@ -74,6 +79,7 @@ def test_torchvision_reference_skips_with_one_line(monkeypatch):
     (['--modes', 'onednn_fp16'], "--modes: 'onednn_fp16'"),
     (['--configs', 'gc_max'], "--configs: 'gc_max'"),
     (['--config_file', 'gc_add=/no/such.yml'], "--config_file 'gc_add=/no/such.yml'"),
+    (['--settle', '-1'], "--settle -1.0"),
 ])
 def test_benchmark_refuses_bad_arguments(argv, fragment, capsys):
     from deploy import benchmark
@@ -92,7 +98,7 @@ def test_benchmark_onnx_backend_mode(repo_root, shapes_dataset, tmp_path):
         '--output_dir', str(out), '--size', '96', '96', '--image_size', '96', '128',
         '--detections', '5', '--warmup', '0', '--repeats', '1', '--modes', 'onnxruntime_fp32',
         '--configs', 'gc_add', '--lean', 'off', '--torchvision', 'off', '--cpu_threads', '1',
-        '--config_file', f"gc_add={paths['gc_add']}"]))
+        '--config_file', f"gc_add={paths['gc_add']}", '--settle', '0']))
     report = json.loads((out / 'benchmark_inference.json').read_text())
     assert report['modes']['onnxruntime_fp32']['gc_add']['runs'] == 1
     assert os.path.isfile(out / 'export_onnx' / 'gc_add' / 'model.onnx')
