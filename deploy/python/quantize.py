@@ -1,7 +1,7 @@
 """Post-training int8 quantization of an ONNX export for CPU, calibrated on a handful of images.
 
     python deploy/python/quantize.py --model_dir output_inference/<config> \
-        --calib_image_dir dataset/shapes/val --calib_num 8
+        --calib_image_dir dataset/shapes/train --calib_num 32
     python deploy/python/infer.py --model_dir output_inference/<config> --image_file demo.jpg \
         --backend openvino --run_mode int8          # or --backend onnxruntime --run_mode int8
 
