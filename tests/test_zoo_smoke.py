@@ -92,7 +92,7 @@ TestDataset:
 @pytest.mark.parametrize('row', list(FAMILIES))
 def test_train_eval_export_deploy(row, shapes_dataset, tmp_path):
     config = write_smoke_config(row, FAMILIES[row], shapes_dataset, tmp_path)
-    run = run_tool('tools/train.py', '-c', config, '--eval', timeout=900)
+    run = run_tool('tools/train.py', '-c', config, '--eval', '--seed', '0', timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     log = run.stdout + run.stderr
     assert 'loss' in log and ('bbox' in log or 'Average Precision' in log)
