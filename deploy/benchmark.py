@@ -325,8 +325,8 @@ def run(args):
               'input': {'image_hw': list(args.image_size), 'resize': list(args.size),
                         'tensor_hw': list(inputs_np['image'].shape[2:])},
               'detections': args.detections, 'cpu_threads': args.cpu_threads,
-              'warmup': args.warmup, 'repeats': args.repeats, 'settle_s': args.settle, 'cpu': platform.processor() or
-              platform.machine(), 'paddle': paddle.__version__,
+              'warmup': args.warmup, 'repeats': args.repeats, 'settle_s': args.settle,
+              'cpu': platform.processor() or platform.machine(), 'paddle': paddle.__version__,
               'load_average_at_start': list(os.getloadavg()), 'configs': {}, 'modes': {}}
     states, export_dirs = {}, {}
     onnx = any(m.split('_')[0] in ONNX_BACKENDS for m in modes)

@@ -3,10 +3,10 @@
 ppdet's MultiClassNMS suppresses boxes class by class, so one object can be reported once per
 class whose score passes the threshold (a circle as "circle 0.8" and "square 0.4"). Where
 objects of different classes do not overlap (the bundled shapes data: every object has its own
-place), the lower-scored of those duplicates is always a false positive. `ClassAgnosticNMS` runs
-one greedy NMS over the class-specific boxes of all classes together (mmdetection's
-`class_agnostic=True`), so each object keeps its best class. Same arguments as MultiClassNMS;
-`nms_top_k` then counts the boxes of all classes together.
+place), the lower-scored of those duplicates is a second guess at the same object, not another
+object. `ClassAgnosticNMS` runs one greedy NMS over the class-specific boxes of all classes
+together (mmdetection's `class_agnostic=True`), so each object keeps its best class. Same
+arguments as MultiClassNMS; `nms_top_k` then counts the boxes of all classes together.
 """
 import paddle
 from ppdet.core.workspace import register, serializable
