@@ -28,6 +28,9 @@ import subprocess
 import sys
 import tempfile
 
+if __package__ in (None, ''):  # run as a script: make `deploy.python` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 ROW = re.compile(r'^(?P<name>\S+)\s+(?P<calls>\d+)\s+(?P<total>[\d.]+)\s')
 CHILD = (
     'import json, sys, numpy as np\n'
@@ -125,16 +128,17 @@ def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False):
 
 def profile_openvino(model_dir, height, width, runs, threads, bf16=False, int8=False):
     """{node type: ms per run} from OpenVINO's CPU performance counters, the first run left
-    out."""
+    out. The model is compiled for the input's shape, as deploy's OpenVINO backend does."""
     import openvino
-    compiled = openvino.Core().compile_model(
-        _onnx_file(model_dir, int8), 'CPU',
-        {'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32',
-         'INFERENCE_NUM_THREADS': threads, 'PERF_COUNT': True})
-    request = compiled.create_infer_request()
+    from deploy.python.backends.openvino_backend import OpenVinoPredictor, read_model
+    core, path = openvino.Core(), _onnx_file(model_dir, int8)
+    predictor = OpenVinoPredictor(core, read_model(core, path), {
+        'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32',
+        'INFERENCE_NUM_THREADS': threads, 'PERF_COUNT': True}, path)
     inputs = _onnx_inputs(height, width)
-    feed = {port.get_any_name(): inputs[port.get_any_name()] for port in compiled.inputs}
-    request.infer(feed)
+    predictor.run(inputs)  # compiles the model for this input shape
+    ((_, request),) = predictor.specialised.values()
+    feed = {name: inputs[name] for name in predictor.input_names}
     ops = {}
     for _ in range(runs):
         request.infer(feed)

@@ -90,6 +90,25 @@ def test_run_benchmark(onnx_model, two_images, tmp_path, backend):
     assert summary['backend'] == backend and summary['images'] == 1
 
 
+def test_openvino_compiles_a_copy_per_input_shape(onnx_model, two_images, tmp_path):
+    """The first SPECIALISED_SHAPES input shapes each run a model compiled for that shape, later
+    shapes the dynamic model; all give Paddle Inference's detections, image by image."""
+    from deploy.python.backends.openvino_backend import SPECIALISED_SHAPES
+    assert SPECIALISED_SHAPES == 2
+    third = write_image(tmp_path / 'third.png', read_image_rgb(two_images[0])[:, :90, ::-1])
+    images = two_images + [third, two_images[0]]
+    detector = infer.Detector(load_model_files(onnx_model[2], 'openvino'),
+                              PredictorOptions(backend='openvino'))
+    for path in images:
+        reference = detect(onnx_model[2], 'paddle', [path], 1)
+        assert_same(reference, detector.predict([read_image_rgb(path)], threshold=0.0))
+    predictor = detector.predictor.runner
+    assert len(predictor.specialised) == 2 and predictor.dynamic is not None
+    for compiled, _ in predictor.specialised.values():
+        assert all(port.get_partial_shape().is_static for port in compiled.inputs)
+    assert not predictor.dynamic[0].inputs[0].get_partial_shape().is_static
+
+
 def test_openvino_bf16_runs_and_stays_close(onnx_model, two_images):
     from deploy.python.cpu_features import has_bf16
     options = dict(backend='openvino', enable_mkldnn_bfloat16=True)

@@ -8,24 +8,59 @@ modulated, zero padding for the bilinear samples as ONNX and Paddle define it).
 Precision: OpenVINO picks bf16 by itself on CPUs with AMX; here fp32 is explicit
 (`INFERENCE_PRECISION_HINT: f32`) unless --enable_mkldnn_bfloat16 asks for bf16 (which needs
 AVX512-BF16 or AMX, as oneDNN bf16 does).
+
+Input shapes: the export takes any image size, and OpenVINO compiled for dynamic sizes cannot
+tell that two tensors of the graph have the same shape, so it leaves some residual adds out of
+their convolutions (in the int8 GC add model, the residual add of every GC bottleneck: 26 add
+passes instead of 13) and reorders more. Compiled for one known input shape it fuses them, so
+each of the first SPECIALISED_SHAPES distinct input shapes gets a copy compiled for that shape
+(a few seconds, once per shape); other shapes run the dynamic model, compiled when first needed.
+A stream of same-size images runs the specialised copy from its first image on.
 """
 from ..errors import DeployError
 from .onnx_model import import_optional, load_error, onnx_file
 
+# How many input shapes get a model compiled for them (each holds its own copy of the weights).
+SPECIALISED_SHAPES = 2
+
 
 class OpenVinoPredictor:
 
-    def __init__(self, compiled):
-        self.compiled = compiled
-        self.input_names = [port.get_any_name() for port in compiled.inputs]
-        self.request = compiled.create_infer_request()
+    def __init__(self, core, model, config, path):
+        self.core, self.model, self.config, self.path = core, model, config, path
+        self.input_names = [port.get_any_name() for port in model.inputs]
+        self.specialised = {}       # input shapes -> (compiled model, infer request)
+        self.dynamic = None
+
+    def _compile(self, shapes=None):
+        model = self.model
+        try:
+            if shapes is not None:
+                model = self.model.clone()
+                model.reshape(dict(zip(self.input_names, (list(s) for s in shapes))))
+            compiled = self.core.compile_model(model, 'CPU', self.config)
+        except Exception as e:
+            raise load_error(self.path, 'OpenVINO', e)
+        return compiled, compiled.create_infer_request()
+
+    def _runner(self, shapes):
+        if shapes in self.specialised:
+            return self.specialised[shapes]
+        if len(self.specialised) < SPECIALISED_SHAPES:
+            self.specialised[shapes] = self._compile(shapes)
+            return self.specialised[shapes]
+        if self.dynamic is None:
+            self.dynamic = self._compile()
+        return self.dynamic
 
     def run(self, inputs):
+        feed = {name: inputs[name] for name in self.input_names}
+        compiled, request = self._runner(tuple(tuple(feed[n].shape) for n in self.input_names))
         try:
-            results = self.request.infer({name: inputs[name] for name in self.input_names})
+            results = request.infer(feed)
         except Exception as e:
             raise DeployError(f"inference failed ({str(e).strip().splitlines()[-1][:300]})")
-        return [results[port] for port in self.compiled.outputs]
+        return [results[port] for port in compiled.outputs]
 
 
 def _deform_conv(node):
@@ -50,19 +85,23 @@ def _deform_conv(node):
     return [out.output(0)]
 
 
-def create(model, options):
-    ov = import_optional('openvino', 'openvino')
-    path = onnx_file(model, int8=options.run_mode == 'int8')
-    config = {'INFERENCE_PRECISION_HINT': 'bf16' if options.enable_mkldnn_bfloat16 else 'f32',
-              'INFERENCE_NUM_THREADS': options.cpu_threads}
+def read_model(core, path):
+    """The ONNX file as an OpenVINO model (DeformConv converted); one-line errors."""
     try:
-        core = ov.Core()
         from openvino.frontend.onnx import ConversionExtension
         core.add_extension(ConversionExtension('DeformConv', _deform_conv))
-        compiled = core.compile_model(core.read_model(path), 'CPU', config)
+        return core.read_model(path)
     except Exception as e:
         if 'DeformConv' in str(e):
             raise DeployError(f"{path}: OpenVINO cannot read ONNX DeformConv (the deformable "
                               "convolutions of DCN models); use --backend onnxruntime or paddle")
         raise load_error(path, 'OpenVINO', e)
-    return OpenVinoPredictor(compiled)
+
+
+def create(model, options):
+    ov = import_optional('openvino', 'openvino')
+    path = onnx_file(model, int8=options.run_mode == 'int8')
+    config = {'INFERENCE_PRECISION_HINT': 'bf16' if options.enable_mkldnn_bfloat16 else 'f32',
+              'INFERENCE_NUM_THREADS': options.cpu_threads}
+    core = ov.Core()
+    return OpenVinoPredictor(core, read_model(core, path), config, path)
