@@ -9,6 +9,8 @@ ort = pytest.importorskip('onnxruntime')
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from deploy.python.int8_residuals import add_context_last, rewrite_file  # noqa: E402
+from tests.test_deploy_fixtures import (dygraph_model, onnx_model,  # noqa: E402,F401
+                                        shapes_image)
 
 C_IN, C, H, W = 4, 8, 6, 5
 
@@ -97,3 +99,33 @@ def test_rewrite_file_replaces_the_file(tmp_path):
     assert rewrite_file(path) == ['outer']
     assert _adds(onnx.load(path)) == {'inner': ['short', 'x'], 'outer': ['s', 't']}
     assert sorted(p.name for p in tmp_path.iterdir()) == ['m.onnx']
+
+
+def _optimized_ops(path, tmp_path):
+    """Op counts of the graph ONNX Runtime actually runs for the model at `path`."""
+    import collections
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
+    ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    return collections.Counter(n.op_type for n in onnx.load(options.optimized_model_filepath)
+                               .graph.node)
+
+
+def test_quantized_gc_export_runs_both_residual_adds_as_qlinearadd(onnx_model, shapes_image,
+                                                                   tmp_path, monkeypatch):
+    import shutil
+    from deploy.python import int8_residuals
+    from deploy.python.quantize import quantize_export
+    blocks = sum(getattr(layer, 'gc_block', None) is not None
+                 for layer in onnx_model[1].sublayers())
+    counts = {}
+    for variant in ('reordered', 'as exported'):
+        export = str(tmp_path / variant)
+        shutil.copytree(onnx_model[2], export)
+        if variant == 'as exported':
+            monkeypatch.setattr(int8_residuals, 'rewrite_file', lambda path: [])
+        path = quantize_export(export, [shapes_image], log=lambda message: None)
+        counts[variant] = _optimized_ops(path, tmp_path)
+    assert blocks > 0
+    assert counts['reordered']['QLinearAdd'] - counts['as exported']['QLinearAdd'] == 2 * blocks
+    assert counts['reordered']['QLinearConv'] == counts['as exported']['QLinearConv'] > 0

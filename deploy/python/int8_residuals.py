@@ -103,3 +103,13 @@ def rewrite_file(path):
         onnx.save(model, partial)
         os.replace(partial, path)
     return context_adds
+
+
+def quantized_nodes(path, op_types, context_adds):
+    """What the quantizer should quantize in the ONNX file at `path`: every node of `op_types`
+    and the `context_adds`; None (its default: every node of the quantized types) without
+    context adds."""
+    if not context_adds:
+        return None
+    graph = onnx.load(path, load_external_data=False).graph
+    return [node.name for node in graph.node if node.op_type in op_types] + list(context_adds)

@@ -11,8 +11,10 @@ range (min/max) and writes `model_int8.onnx` beside it (temporary name first, th
 the same graph, BatchNorm folded into the convolutions (ONNX Runtime's graph optimizations),
 with int8 QuantizeLinear/DequantizeLinear pairs around the convolutions (weights
 per output channel, symmetric int8; activations per tensor, uint8). ONNX Runtime runs it with its
-int8 kernels and OpenVINO turns each pair into its int8 convolutions; everything else (RPN
-decoding, NMS, TopK, RoIAlign, the box head's fully connected layers, mask logits) stays fp32.
+int8 kernels and OpenVINO turns each pair into its int8 convolutions. The residual adds of GC
+blocks are quantized too, with the context term added last (`deploy/python/int8_residuals.py`),
+so that they run as the control's residual adds do; everything else (RPN decoding, NMS, TopK,
+RoIAlign, the box head's fully connected layers, mask logits) stays fp32.
 
 ONNX Runtime's static quantizer (onnxruntime.quantization, part of the `onnxruntime` package of
 requirements-onnx.txt) does the calibration. OpenVINO's own tool, NNCF, cannot be used on this
@@ -67,6 +69,7 @@ def quantize_export(model_dir, image_paths, log=print):
     from deploy.python.backends.onnx_model import onnx_file
     from deploy.python.model_files import load_model_files
     quantization = require_quantizer()
+    from deploy.python.int8_residuals import quantized_nodes, rewrite_file
     if not image_paths:
         raise DeployError("no calibration image")
     model = load_model_files(model_dir, backend='onnxruntime')
@@ -92,9 +95,13 @@ def quantize_export(model_dir, image_paths, log=print):
         # BatchNorm between a dequantize and a quantize, and run no faster than fp32.
         from onnxruntime.quantization.shape_inference import quant_pre_process
         quant_pre_process(source, folded, skip_symbolic_shape=True, skip_onnx_shape=True)
+        # GC residuals: context term added last, both adds quantized (int8_residuals)
+        context_adds = rewrite_file(folded)
         quantization.quantize_static(
             folded, partial, Reader(), quant_format=quantization.QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True, reduce_range=False,
+            op_types_to_quantize=list(QUANTIZED_OPS) + (['Add'] if context_adds else []),
+            nodes_to_quantize=quantized_nodes(folded, QUANTIZED_OPS, context_adds),
+            per_channel=True, reduce_range=False,
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax,
