@@ -1,5 +1,5 @@
 """int8 on CPU: deploy/python/quantize.py writes `model_int8.onnx` (convolutions quantized, the
-detection parts left fp32) by write-then-rename, deploy runs it with --run_mode int8 on ONNX
+detection parts and the heads' prediction convolutions left fp32) by write-then-rename, deploy runs it with --run_mode int8 on ONNX
 Runtime and OpenVINO, its detections stay close to fp32, and the errors are one line.
 
 The model is the deploy tests' quickstart GC Mask R-CNN (random weights, BatchNorm calibrated)
@@ -42,21 +42,47 @@ def val_images(shapes_dataset):
 
 
 @pytest.fixture(scope='module')
-def int8_export(repo_root, tmp_path_factory, shapes_image, val_images):
-    """An --onnx export with forced proposals, quantized on the validation images."""
+def int8_build(repo_root, tmp_path_factory, shapes_image, val_images):
+    """An --onnx export with forced proposals, quantized on the validation images, and the
+    weights of the heads' prediction convolutions (the RPN's objectness and box deltas, the mask
+    logits), read from the model."""
     from deploy.python.quantize import quantize_export
     from ppdet_gcnet.deploy.export import export_model, force_proposals
     cfg, model = build_model(repo_root, preprocessed(shapes_image))
     force_proposals(model)
+    predictions = {name: getattr(head, name).weight.numpy() for head, name in (
+        (model.rpn_head, 'rpn_rois_score'), (model.rpn_head, 'rpn_rois_delta'),
+        (model.mask_head, 'mask_fcn_logits'))}
     export_dir = str(tmp_path_factory.mktemp('export') / 'gc_add_int8')
     export_model(cfg, model, export_dir, raw_masks=True, onnx=True, label_list=LABELS)
     quantize_export(export_dir, val_images, log=lambda message: None)
-    return export_dir
+    return export_dir, predictions
 
 
-def test_convolutions_are_quantized_and_nothing_else(int8_export):
+@pytest.fixture(scope='module')
+def int8_export(int8_build):
+    return int8_build[0]
+
+
+def conv_weights(graph):
+    """{Conv node name: its weight, as stored (int8 behind a DequantizeLinear, else float)}."""
+    from onnx import numpy_helper
+    initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    weights = {}
+    for node in graph.node:
+        if node.op_type == 'Conv':
+            name = node.input[1]
+            if name in producers and producers[name].op_type == 'DequantizeLinear':
+                name = producers[name].input[0]
+            weights[node.name] = initializers[name]
+    return weights
+
+
+def test_convolutions_are_quantized_and_nothing_else(int8_build):
     import collections
     import onnx
+    int8_export, predictions = int8_build
     assert sorted(os.listdir(int8_export)) == sorted(
         ['infer_cfg.yml', 'model.json', 'model.pdiparams', 'model.onnx', 'model_int8.onnx'])
     graph = onnx.load(os.path.join(int8_export, 'model_int8.onnx')).graph
@@ -64,8 +90,21 @@ def test_convolutions_are_quantized_and_nothing_else(int8_export):
     producers = {out: node.op_type for node in graph.node for out in node.output}
     convs = [node for node in graph.node if node.op_type == 'Conv']
     assert len(convs) > 20
-    for node in convs:  # activation and weight both dequantized from int8
-        assert [producers.get(name) for name in node.input[:2]] == ['DequantizeLinear'] * 2
+    # The convolutions left fp32 are exactly those whose weights are the prediction layers' (one
+    # per FPN level for the RPN's two, one for the mask logits), their weights unchanged; every
+    # other convolution reads an activation and a weight dequantized from int8.
+    weights = conv_weights(graph)
+    matches = {layer: {name for name, w in weights.items()
+                       if w.dtype == np.float32 and w.shape == ref.shape and np.array_equal(w, ref)}
+               for layer, ref in predictions.items()}
+    levels = len(matches['rpn_rois_score'])
+    assert levels >= 4 and len(matches['rpn_rois_delta']) == levels
+    assert len(matches['mask_fcn_logits']) == 1
+    kept = set().union(*matches.values())
+    assert len(kept) == 2 * levels + 1
+    for node in convs:
+        dequantized = [producers.get(name) == 'DequantizeLinear' for name in node.input[:2]]
+        assert dequantized == ([False] * 2 if node.name in kept else [True] * 2), node.name
     # BatchNorm is folded into the convolutions before quantizing; the detection ops stay as in
     # the fp32 graph, nothing is replaced by a quantized operator, no fully connected weight is
     # int8.
@@ -79,6 +118,27 @@ def test_convolutions_are_quantized_and_nothing_else(int8_export):
     for node in graph.node:
         if node.op_type in ('MatMul', 'Gemm'):
             assert producers.get(node.input[1]) != 'DequantizeLinear', node.name
+
+
+def test_prediction_convolutions_int8_quantizes_every_convolution(int8_export, val_images,
+                                                                tmp_path):
+    """--prediction_convs int8: the former recipe, every convolution behind int8 inputs."""
+    import shutil
+    import onnx
+    from deploy.python.quantize import main
+    model_dir = str(tmp_path / 'export')
+    shutil.copytree(int8_export, model_dir)
+    assert main(['--model_dir', model_dir, '--calib_image_dir', os.path.dirname(val_images[0]),
+                 '--prediction_convs', 'int8', '--check_num', '0']) == 0
+    graph = onnx.load(os.path.join(model_dir, 'model_int8.onnx')).graph
+    producers = {out: node.op_type for node in graph.node for out in node.output}
+    convs = [node for node in graph.node if node.op_type == 'Conv']
+    assert len(convs) > 20
+    for node in convs:
+        assert [producers.get(name) for name in node.input[:2]] == ['DequantizeLinear'] * 2
+    with pytest.raises(DeployError, match="'int4'"):
+        from deploy.python.quantize import quantize_export
+        quantize_export(model_dir, val_images, prediction_convs_as='int4')
 
 
 def detections(model_dir, backend, run_mode, images):

@@ -14,7 +14,12 @@ per output channel, symmetric int8; activations per tensor, uint8). ONNX Runtime
 int8 kernels and OpenVINO turns each pair into its int8 convolutions. The residual adds of GC
 blocks are quantized too, with the context term added last (`deploy/python/int8_residuals.py`),
 so that they run as the control's residual adds do; everything else (RPN decoding, NMS, TopK,
-RoIAlign, the box head's fully connected layers, mask logits) stays fp32.
+RoIAlign, the box head's fully connected layers, the mask sigmoid) stays fp32, and so do the
+heads' prediction convolutions (`prediction_convs`: the RPN's objectness and box deltas on every
+FPN level, the mask logits; `--prediction_convs int8` quantizes them too). Those are the layers
+int8 hurt: on the quickstart model (1000 generated images), quantizing only them moved box AP by
+-0.7 points, as much as quantizing every convolution, and every other group of convolutions
+(stem, backbone, GC blocks, FPN, RPN conv, mask convs) by 0.3 or less (deploy/README.md).
 
 ONNX Runtime's static quantizer (onnxruntime.quantization, part of the `onnxruntime` package of
 requirements-onnx.txt) does the calibration. OpenVINO's own tool, NNCF, cannot be used on this
@@ -39,6 +44,12 @@ from deploy.python.errors import DeployError  # noqa: E402
 # Only convolutions (backbone, FPN, RPN, mask head) are quantized: they carry almost all the
 # arithmetic, and the detection-specific parts keep their fp32 numerics.
 QUANTIZED_OPS = ('Conv',)
+PREDICTION_CONVS = ('fp32', 'int8')
+# Inputs through which a tensor's values flow into an op's result when they are not its first
+# input (a first input always does, except Shape's, which reads only the size). The other inputs
+# of the indexing and reshaping ops (RoiAlign's boxes, Gather's indices, Reshape's shape, ...)
+# say where values go or how many, not what they are.
+VALUE_OPS = ('Add', 'Sub', 'Mul', 'Div', 'MatMul', 'Concat', 'Sum', 'Max', 'Min', 'Mean', 'Where')
 INSTALL_HINT = "pip install -r requirements-onnx.txt"
 
 
@@ -64,8 +75,39 @@ def calibration_inputs(model, image_paths):
                'scale_factor': np.asarray(factor, np.float32)[None]}
 
 
-def quantize_export(model_dir, image_paths, log=print):
-    """Write `model_dir/model_int8.onnx` calibrated on `image_paths`; returns its path."""
+def prediction_convs(graph):
+    """Names of the convolutions whose output reaches no other convolution's input features: the
+    heads' prediction layers (RPN objectness and box deltas on every FPN level, mask logits).
+    Their outputs are decoded, ranked and thresholded in fp32, not convolved further."""
+    import collections
+    consumers = collections.defaultdict(list)
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            consumers[name].append((node, index))
+
+    def feeds_a_convolution(conv):
+        seen, pending = set(conv.output), list(conv.output)
+        while pending:
+            for node, index in consumers[pending.pop()]:
+                if node.op_type == 'Shape' or (index > 0 and node.op_type not in VALUE_OPS):
+                    continue
+                if node.op_type in ('Conv', 'ConvTranspose'):
+                    return True
+                fresh = [name for name in node.output if name not in seen]
+                seen.update(fresh)
+                pending += fresh
+        return False
+    return [node.name for node in graph.node
+            if node.op_type == 'Conv' and not feeds_a_convolution(node)]
+
+
+def quantize_export(model_dir, image_paths, log=print, prediction_convs_as='fp32'):
+    """Write `model_dir/model_int8.onnx` calibrated on `image_paths`; returns its path.
+    `prediction_convs_as='fp32'` leaves the heads' prediction convolutions (`prediction_convs`)
+    unquantized, 'int8' quantizes every convolution."""
+    if prediction_convs_as not in PREDICTION_CONVS:
+        raise DeployError(f"prediction convolutions as {prediction_convs_as!r}: "
+                          f"one of {', '.join(PREDICTION_CONVS)}")
     from deploy.python.backends.onnx_model import onnx_file
     from deploy.python.model_files import load_model_files
     quantization = require_quantizer()
@@ -97,10 +139,13 @@ def quantize_export(model_dir, image_paths, log=print):
         quant_pre_process(source, folded, skip_symbolic_shape=True, skip_onnx_shape=True)
         # GC residuals: context term added last, both adds quantized (int8_residuals)
         context_adds = rewrite_file(folded)
+        kept = (prediction_convs(onnx.load(folded, load_external_data=False).graph)
+                if prediction_convs_as == 'fp32' else [])
         quantization.quantize_static(
             folded, partial, Reader(), quant_format=quantization.QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OPS) + (['Add'] if context_adds else []),
             nodes_to_quantize=quantized_nodes(folded, QUANTIZED_OPS, context_adds),
+            nodes_to_exclude=kept or None,
             per_channel=True, reduce_range=False,
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
@@ -117,7 +162,8 @@ def quantize_export(model_dir, image_paths, log=print):
         for path in (partial, folded):
             if os.path.exists(path):
                 os.unlink(path)
-    log(f"int8 model ({len(image_paths)} calibration images) -> {target}")
+    log(f"int8 model ({len(image_paths)} calibration images"
+        f"{f', {len(kept)} prediction convolutions kept fp32' if kept else ''}) -> {target}")
     return target
 
 
@@ -166,6 +212,9 @@ def build_parser():
     p.add_argument('--model_dir', required=True, help='an export made with --onnx')
     p.add_argument('--calib_image_dir', required=True, help='calibration images (a directory)')
     p.add_argument('--calib_num', type=int, default=8, help='how many of them (sorted by name)')
+    p.add_argument('--prediction_convs', choices=PREDICTION_CONVS, default='fp32',
+                   help="the heads' prediction convolutions (RPN objectness and box deltas, mask "
+                        "logits): fp32 (default; int8 there cost most of int8's AP change) or int8")
     p.add_argument('--check_num', type=int, default=4,
                    help='compare int8 with fp32 on this many of the images (0: skip)')
     return p
@@ -182,7 +231,8 @@ def main(argv=None):
         paths, _ = list_images(None, args.calib_image_dir)
         if not paths:
             raise DeployError(f"--calib_image_dir {args.calib_image_dir}: no image in it")
-        quantize_export(args.model_dir, paths[:args.calib_num])
+        quantize_export(args.model_dir, paths[:args.calib_num],
+                        prediction_convs_as=args.prediction_convs)
         if args.check_num > 0:
             import json
             print('int8 vs fp32 (ONNX Runtime): ' + json.dumps(
