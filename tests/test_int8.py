@@ -1,6 +1,7 @@
 """int8 on CPU: deploy/python/quantize.py writes `model_int8.onnx` (convolutions quantized, the
-detection parts and the heads' prediction convolutions left fp32) by write-then-rename, deploy runs it with --run_mode int8 on ONNX
-Runtime and OpenVINO, its detections stay close to fp32, and the errors are one line.
+detection parts and the heads' prediction convolutions left fp32) by write-then-rename, deploy
+runs it with --run_mode int8 on ONNX Runtime and OpenVINO, its detections stay close to fp32, and
+the errors are one line.
 
 The model is the deploy tests' quickstart GC Mask R-CNN (random weights, BatchNorm calibrated)
 with its proposals forced (`force_proposals`: RPN and box regression zeroed), so every box it
