@@ -96,7 +96,8 @@ def test_other_residuals_are_left_alone(form):
 def test_rewrite_file_replaces_the_file(tmp_path):
     path = str(tmp_path / 'm.onnx')
     onnx.save(_graph('lean'), path)
-    assert rewrite_file(path) == ['outer']
+    model, context_adds = rewrite_file(path)
+    assert context_adds == ['outer'] and _adds(model) == _adds(onnx.load(path))
     assert _adds(onnx.load(path)) == {'inner': ['short', 'x'], 'outer': ['s', 't']}
     assert sorted(p.name for p in tmp_path.iterdir()) == ['m.onnx']
 
@@ -123,7 +124,7 @@ def test_quantized_gc_export_runs_both_residual_adds_as_qlinearadd(onnx_model, s
         export = str(tmp_path / variant)
         shutil.copytree(onnx_model[2], export)
         if variant == 'as exported':
-            monkeypatch.setattr(int8_residuals, 'rewrite_file', lambda path: [])
+            monkeypatch.setattr(int8_residuals, 'rewrite_file', lambda path: (onnx.load(path), []))
         path = quantize_export(export, [shapes_image], log=lambda message: None)
         counts[variant] = _optimized_ops(path, tmp_path)
     assert blocks > 0

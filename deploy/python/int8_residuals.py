@@ -94,22 +94,20 @@ def add_context_last(model):
 
 
 def rewrite_file(path):
-    """`add_context_last` on the ONNX file at `path` (replaced by write-then-rename); returns the
-    context adds' names."""
+    """`add_context_last` on the ONNX file at `path` (replaced by write-then-rename when something
+    moved). Returns the rewritten model and the context adds' names."""
     model = onnx.load(path)
     context_adds = add_context_last(model)
     if context_adds:
         partial = path + '.partial'
         onnx.save(model, partial)
         os.replace(partial, path)
-    return context_adds
+    return model, context_adds
 
 
-def quantized_nodes(path, op_types, context_adds):
-    """What the quantizer should quantize in the ONNX file at `path`: every node of `op_types`
-    and the `context_adds`; None (its default: every node of the quantized types) without
-    context adds."""
+def quantized_nodes(graph, op_types, context_adds):
+    """What the quantizer should quantize in `graph`: every node of `op_types` and the
+    `context_adds`; None (its default: every node of the quantized types) without context adds."""
     if not context_adds:
         return None
-    graph = onnx.load(path, load_external_data=False).graph
     return [node.name for node in graph.node if node.op_type in op_types] + list(context_adds)

@@ -138,13 +138,13 @@ def quantize_export(model_dir, image_paths, log=print, prediction_convs_as='fp32
         from onnxruntime.quantization.shape_inference import quant_pre_process
         quant_pre_process(source, folded, skip_symbolic_shape=True, skip_onnx_shape=True)
         # GC residuals: context term added last, both adds quantized (int8_residuals)
-        context_adds = rewrite_file(folded)
-        kept = (prediction_convs(onnx.load(folded, load_external_data=False).graph)
-                if prediction_convs_as == 'fp32' else [])
+        folded_model, context_adds = rewrite_file(folded)
+        kept = prediction_convs(folded_model.graph) if prediction_convs_as == 'fp32' else []
         quantization.quantize_static(
             folded, partial, Reader(), quant_format=quantization.QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OPS) + (['Add'] if context_adds else []),
-            nodes_to_quantize=quantized_nodes(folded, QUANTIZED_OPS, context_adds),
+            nodes_to_quantize=quantized_nodes(folded_model.graph, QUANTIZED_OPS,
+                                              context_adds),
             nodes_to_exclude=kept or None,
             per_channel=True, reduce_range=False,
             activation_type=quantization.QuantType.QUInt8,
