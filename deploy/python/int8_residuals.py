@@ -94,20 +94,36 @@ def add_context_last(model):
 
 
 def rewrite_file(path):
-    """`add_context_last` on the ONNX file at `path` (replaced by write-then-rename when something
-    moved). Returns the rewritten model and the context adds' names."""
+    """The int8 rewrites of GC blocks on the ONNX file at `path` (replaced by write-then-rename
+    when something changed): `scale_after_conv` (int8_channel_scale), then `add_context_last`.
+    Returns the rewritten model and the names of the nodes they leave for the quantizer: the
+    scale multiplies, the context adds and the relus right after those (quantized, a relu is
+    folded into its input's quantization; left out, it would cost a dequantize + quantize pass
+    over the block's output map)."""
+    from deploy.python.int8_channel_scale import scale_after_conv
     model = onnx.load(path)
-    context_adds = add_context_last(model)
-    if context_adds:
+    gc_nodes = scale_after_conv(model)
+    gc_nodes += add_context_last(model)
+    gc_outputs = {out for node in model.graph.node if node.name in set(gc_nodes)
+                  for out in node.output}
+    gc_nodes += [node.name for node in model.graph.node
+                 if node.op_type == 'Relu' and node.input[0] in gc_outputs]
+    if gc_nodes:
         partial = path + '.partial'
         onnx.save(model, partial)
         os.replace(partial, path)
-    return model, context_adds
+    return model, gc_nodes
 
 
-def quantized_nodes(graph, op_types, context_adds):
+def quantized_nodes(graph, op_types, gc_nodes):
     """What the quantizer should quantize in `graph`: every node of `op_types` and the
-    `context_adds`; None (its default: every node of the quantized types) without context adds."""
-    if not context_adds:
+    `gc_nodes`; None (its default: every node of the quantized types) without GC nodes."""
+    if not gc_nodes:
         return None
-    return [node.name for node in graph.node if node.op_type in op_types] + list(context_adds)
+    return [node.name for node in graph.node if node.op_type in op_types] + list(gc_nodes)
+
+
+def quantized_op_types(graph, op_types, gc_nodes):
+    """`op_types` and the op types of the `gc_nodes` (the quantizer's op filter)."""
+    extra = {node.op_type for node in graph.node if node.name in set(gc_nodes)}
+    return list(op_types) + sorted(extra - set(op_types))

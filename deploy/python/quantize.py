@@ -111,7 +111,7 @@ def quantize_export(model_dir, image_paths, log=print, prediction_convs_as='fp32
     from deploy.python.backends.onnx_model import onnx_file
     from deploy.python.model_files import load_model_files
     quantization = require_quantizer()
-    from deploy.python.int8_residuals import quantized_nodes, rewrite_file
+    from deploy.python.int8_residuals import quantized_nodes, quantized_op_types, rewrite_file
     if not image_paths:
         raise DeployError("no calibration image")
     model = load_model_files(model_dir, backend='onnxruntime')
@@ -137,14 +137,15 @@ def quantize_export(model_dir, image_paths, log=print, prediction_convs_as='fp32
         # BatchNorm between a dequantize and a quantize, and run no faster than fp32.
         from onnxruntime.quantization.shape_inference import quant_pre_process
         quant_pre_process(source, folded, skip_symbolic_shape=True, skip_onnx_shape=True)
-        # GC residuals: context term added last, both adds quantized (int8_residuals)
-        folded_model, context_adds = rewrite_file(folded)
+        # GC blocks: the channel scale out of the weights, the context term added last, and
+        # those multiplies and adds quantized (int8_channel_scale, int8_residuals)
+        folded_model, gc_nodes = rewrite_file(folded)
         kept = prediction_convs(folded_model.graph) if prediction_convs_as == 'fp32' else []
         quantization.quantize_static(
             folded, partial, Reader(), quant_format=quantization.QuantFormat.QDQ,
-            op_types_to_quantize=list(QUANTIZED_OPS) + (['Add'] if context_adds else []),
-            nodes_to_quantize=quantized_nodes(folded_model.graph, QUANTIZED_OPS,
-                                              context_adds),
+            op_types_to_quantize=quantized_op_types(folded_model.graph, QUANTIZED_OPS,
+                                                    gc_nodes),
+            nodes_to_quantize=quantized_nodes(folded_model.graph, QUANTIZED_OPS, gc_nodes),
             nodes_to_exclude=kept or None,
             per_channel=True, reduce_range=False,
             activation_type=quantization.QuantType.QUInt8,

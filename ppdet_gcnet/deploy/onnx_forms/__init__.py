@@ -19,7 +19,9 @@ from ppdet.modeling.layers import RCNNBox
 from ppdet.modeling.post_process import BBoxPostProcess
 from ppdet.modeling.proposal_generator.rpn_head import RPNHead
 
+from ..lean_gc import LeanGCBottleNeck
 from .detections import ExportableBBoxPostProcess, ExportableMaskHead, ExportableRCNNBox
+from .gc_mul import OneImageLeanGCBottleNeck
 from .proposals import ExportableRPNHead
 from .roi_extractor import ExportableRoIAlign
 
@@ -55,7 +57,7 @@ SWITCHES = ((RPNHead, ExportableRPNHead), (RoIAlign, ExportableRoIAlign),
             (BBoxPostProcess, ExportableBBoxPostProcess), (MaskHead, ExportableMaskHead),
             (MMDetCascadeMaskHead, ExportableMMDetCascadeMaskHead),
             (MMDetBBoxPostProcess, ExportableMMDetBBoxPostProcess),
-            (RCNNBox, ExportableRCNNBox),
+            (RCNNBox, ExportableRCNNBox), (LeanGCBottleNeck, OneImageLeanGCBottleNeck),
             (LegacyRPNHead, ExportableLegacyRPNHead), (LegacyRoIAlign, ExportableLegacyRoIAlign),
             (LegacyMaskHead, ExportableLegacyMaskHead), (LegacyRCNNBox, ExportableLegacyRCNNBox),
             (LegacyBBoxPostProcess, ExportableLegacyBBoxPostProcess),

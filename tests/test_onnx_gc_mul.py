@@ -1,0 +1,220 @@
+"""GC channel_mul in the ONNX export: the one-image form (the gate folded into the last conv's
+weights, ppdet_gcnet.deploy.onnx_forms.gc_mul) against the original block, in dygraph and in ONNX
+Runtime / OpenVINO after paddle2onnx; and its int8 rewrite (deploy/python/int8_channel_scale.py:
+the gate taken back out of the weights) on small graphs and on the exported backbone."""
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from tests.test_lean_gc import Backbone, gc_resnet, relative_error
+
+onnx = pytest.importorskip('onnx')
+ort = pytest.importorskip('onnxruntime')
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from deploy.python.int8_channel_scale import scale_after_conv  # noqa: E402
+from ppdet_gcnet.deploy.lean_gc import use_lean_gc  # noqa: E402
+from ppdet_gcnet.deploy.onnx_forms.gc_mul import OneImageLeanGCBottleNeck  # noqa: E402
+
+pytestmark = pytest.mark.ppdet  # builds on PaddleDetection's ResNet: in both test legs
+
+MUL_FUSIONS = (['channel_mul'], ['channel_mul', 'channel_add'])
+
+
+def one_image_form(net):
+    """`net` (eval mode) switched, in place, to the lean form and then the one-image form."""
+    assert use_lean_gc(net) == 13
+    for layer in net.sublayers():
+        if type(layer).__name__ == 'LeanGCBottleNeck':
+            layer.__class__ = OneImageLeanGCBottleNeck
+    return net
+
+
+def images(count=2, seed=1):
+    rng = np.random.RandomState(seed)
+    return [rng.randn(1, 3, 64, 96).astype('float32') for _ in range(count)]
+
+
+def dygraph_outputs(net, inputs):
+    with paddle.no_grad():
+        return [[o.numpy() for o in net({'image': paddle.to_tensor(x)})] for x in inputs]
+
+
+@pytest.mark.parametrize('fusion', MUL_FUSIONS, ids='+'.join)
+def test_one_image_form_equals_original_in_dygraph(fusion):
+    inputs = images()
+    reference = dygraph_outputs(gc_resnet(fusion), inputs)
+    ours = dygraph_outputs(one_image_form(gc_resnet(fusion)), inputs)
+    # the gates differ between the two images (else one image's weights would fit both)
+    assert relative_error(reference[0], reference[1]) > 0.1
+    for expected, got in zip(reference, ours):
+        assert relative_error(expected, got) < 5e-5
+
+
+def test_one_image_form_with_saturated_gates():
+    """Gates sigmoid(t) = 0 zero a channel's weights: the block is then relu(a + short), as in
+    the original."""
+    nets = [gc_resnet(['channel_mul', 'channel_add']) for _ in range(2)]
+    for net in nets:
+        for block in net.gc_blocks:
+            bias = block.channel_mul_conv[3].bias.numpy()
+            bias[::2] = -200.0
+            block.channel_mul_conv[3].bias.set_value(bias)
+    inputs = images(1, seed=3)
+    reference = dygraph_outputs(nets[0], inputs)[0]
+    ours = dygraph_outputs(one_image_form(nets[1]), inputs)[0]
+    assert all(np.isfinite(o).all() for o in ours)
+    assert relative_error(reference, ours) < 5e-5
+
+
+@pytest.fixture(scope='module')
+def mul_backbone_onnx(tmp_path_factory):
+    """The GC mul ResNet50 backbone in the one-image form, exported to Paddle and converted by
+    the project's paddle2onnx step; with the original block's dygraph outputs on two images."""
+    pytest.importorskip('paddle2onnx')
+    from ppdet_gcnet.deploy import make_onednn_safe
+    from ppdet_gcnet.deploy.onnx_export import write_onnx
+    inputs = images()
+    reference = dygraph_outputs(gc_resnet(['channel_mul']), inputs)
+    net = gc_resnet(['channel_mul'])
+    make_onednn_safe(net)
+    one_image_form(net)
+    directory = tmp_path_factory.mktemp('gc_mul_onnx')
+    spec = [paddle.static.InputSpec([1, 3, None, None], 'float32', 'image')]
+    paddle.jit.save(paddle.jit.to_static(Backbone(net), input_spec=spec, full_graph=True),
+                    str(directory / 'model'))
+    return write_onnx(str(directory)), inputs, reference
+
+
+def test_one_image_form_in_onnx_runtime_and_openvino(mul_backbone_onnx):
+    path, inputs, reference = mul_backbone_onnx
+    model = onnx.load(path)
+    producer = {out: n for n in model.graph.node for out in n.output}
+
+    def weight_source(conv):
+        node = producer.get(conv.input[1])
+        while node is not None and node.op_type == 'Identity':
+            node = producer.get(node.input[0])
+        return getattr(node, 'op_type', None)
+    # the 13 blocks' last convs take run-time weights: the gate folded in by a multiply
+    assert sum(n.op_type == 'Conv' and weight_source(n) == 'Mul' for n in model.graph.node) == 13
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for x, expected in zip(inputs, reference):
+        assert relative_error(expected, session.run(None, {'image': x})) < 1e-4
+    openvino = pytest.importorskip('openvino')
+    core = openvino.Core()
+    compiled = core.compile_model(core.read_model(path), 'CPU',
+                                  {'INFERENCE_PRECISION_HINT': 'f32'})
+    for x, expected in zip(inputs, reference):
+        assert relative_error(expected, list(compiled({'image': x}).values())) < 1e-4
+
+
+# --- the int8 rewrite -----------------------------------------------------------------------
+
+C_IN, C, H, W = 4, 8, 6, 5
+
+
+def _scaled_conv_graph(form='scaled'):
+    """y -> conv(y, w * s) -> out, s = sigmoid(t) viewed [C, 1, 1, 1] (the one-image form)."""
+    rng = np.random.RandomState(0)
+    inits = [numpy_helper.from_array(rng.randn(C, C_IN, 1, 1).astype(np.float32), 'w'),
+             numpy_helper.from_array(rng.randn(C).astype(np.float32), 'b'),
+             numpy_helper.from_array(np.array([-1, 1, 1, 1], np.int64), 'column')]
+    nodes = [helper.make_node('Sigmoid', ['t'], ['s'], name='gate'),
+             helper.make_node('Reshape', ['s', 'column'], ['s4'], name='column_view'),
+             helper.make_node('Mul', ['w', 's4'], ['ws'], name='scale_weights')]
+    outputs = [helper.make_tensor_value_info('out', TensorProto.FLOAT, [1, C, H, W])]
+    if form == 'scaled':
+        nodes.append(helper.make_node('Conv', ['y', 'ws'], ['out'], name='conv'))
+    elif form == 'with_bias':   # a run-time-scaled conv with its own bias: not this form
+        nodes.append(helper.make_node('Conv', ['y', 'ws', 'b'], ['out'], name='conv'))
+    elif form == 'shared':      # the scaled weights are an output too: they must stay
+        nodes.append(helper.make_node('Conv', ['y', 'ws'], ['out'], name='conv'))
+        outputs.append(helper.make_tensor_value_info('ws', TensorProto.FLOAT, [C, C_IN, 1, 1]))
+    inputs = [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, C_IN, H, W]),
+              helper.make_tensor_value_info('t', TensorProto.FLOAT, [1, C, 1, 1])]
+    model = helper.make_model(helper.make_graph(nodes, form, inputs, outputs, inits),
+                              opset_imports=[helper.make_opsetid('', 16)])
+    model.ir_version = 8
+    return model
+
+
+def _run(model):
+    rng = np.random.RandomState(1)
+    feed = {'y': rng.randn(1, C_IN, H, W).astype(np.float32),
+            't': rng.randn(1, C, 1, 1).astype(np.float32) * 3}
+    session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+    return session.run(None, feed)
+
+
+def test_gate_moves_out_of_the_weights_and_the_function_stays():
+    model = _scaled_conv_graph()
+    before = _run(model)
+    assert scale_after_conv(model) == ['out_scaled']
+    onnx.checker.check_model(model)
+    ops = [(n.op_type, list(n.input)) for n in model.graph.node]
+    assert ('Conv', ['y', 'w']) in ops  # the constant weights, quantizable per channel
+    assert ('Mul', ['out_unscaled', 's4_row']) in ops
+    assert 'scale_weights' not in [n.name for n in model.graph.node]
+    np.testing.assert_allclose(_run(model)[0], before[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('form', ['with_bias', 'shared'])
+def test_other_scaled_convs_are_left_alone(form):
+    model = _scaled_conv_graph(form)
+    nodes = [n.SerializeToString() for n in model.graph.node]
+    assert scale_after_conv(model) == []
+    assert [n.SerializeToString() for n in model.graph.node] == nodes
+
+
+def test_quantized_backbone_runs_the_gate_as_qlinearmul(mul_backbone_onnx, tmp_path):
+    """The exported GC mul backbone, quantized the way quantize.py does: every block's last conv
+    is a QLinearConv on constant weights followed by a QLinearMul, the residual adds and relus
+    run as QLinearAdd with no dequantize / quantize pass between, and the output stays close
+    to fp32."""
+    from onnxruntime import quantization
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from deploy.python.int8_residuals import (quantized_nodes, quantized_op_types,
+                                              rewrite_file)
+    path, inputs, reference = mul_backbone_onnx
+    folded = str(tmp_path / 'folded.onnx')
+    quant_pre_process(path, folded, skip_symbolic_shape=True, skip_onnx_shape=True)
+    model, gc_nodes = rewrite_file(folded)
+    kinds = {n.name: n.op_type for n in model.graph.node}
+    assert sorted(kinds[name] for name in gc_nodes) == ['Add'] * 13 + ['Mul'] * 13 + ['Relu'] * 13
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.images = iter(inputs)
+
+        def get_next(self):
+            image = next(self.images, None)
+            return None if image is None else {'image': image}
+
+    target = str(tmp_path / 'int8.onnx')
+    quantization.quantize_static(
+        folded, target, Reader(), quant_format=quantization.QuantFormat.QDQ,
+        op_types_to_quantize=quantized_op_types(model.graph, ('Conv',), gc_nodes),
+        nodes_to_quantize=quantized_nodes(model.graph, ('Conv',), gc_nodes),
+        per_channel=True, activation_type=quantization.QuantType.QUInt8,
+        weight_type=quantization.QuantType.QInt8,
+        extra_options={'WeightSymmetric': True, 'ActivationSymmetric': False})
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
+    session = ort.InferenceSession(target, options, providers=['CPUExecutionProvider'])
+    optimized = onnx.load(options.optimized_model_filepath).graph
+    counts = {op: sum(n.op_type == op for n in optimized.node)
+              for op in ('QLinearMul', 'QLinearConv')}
+    assert counts['QLinearMul'] == 13 and counts['QLinearConv'] > 13
+    producer = {out: n for n in optimized.node for out in n.output}
+    requantized = [n.name for n in optimized.node if n.op_type == 'QuantizeLinear'
+                   and getattr(producer.get(n.input[0]), 'op_type', '') == 'DequantizeLinear'
+                   and getattr(producer.get(producer[n.input[0]].input[0]), 'op_type', '')
+                   == 'QLinearAdd']
+    assert requantized == []  # a GC block's relu left unfused would show as QLinearAdd->DQ->Q
+    for x, expected in zip(inputs, reference):
+        got = session.run(None, {'image': x})
+        assert relative_error(expected, got) < 0.1  # int8 calibrated on these two images
