@@ -169,6 +169,57 @@ def test_other_scaled_convs_are_left_alone(form):
     assert [n.SerializeToString() for n in model.graph.node] == nodes
 
 
+def _scaled_residual_graph():
+    """The one-image form's block end: relu(conv(y, w * s) + (short + b * u)), u = sigmoid(t)
+    flattened to [C], s its [C, 1, 1, 1] view."""
+    rng = np.random.RandomState(0)
+    inits = [numpy_helper.from_array(rng.randn(C, C_IN, 1, 1).astype(np.float32), 'w'),
+             numpy_helper.from_array(rng.randn(C).astype(np.float32), 'b'),
+             numpy_helper.from_array(np.array([-1], np.int64), 'flat'),
+             numpy_helper.from_array(np.array([-1, 1, 1, 1], np.int64), 'column'),
+             numpy_helper.from_array(np.array([1, -1, 1, 1], np.int64), 'row')]
+    nodes = [helper.make_node('Sigmoid', ['t'], ['g'], name='gate'),
+             helper.make_node('Reshape', ['g', 'flat'], ['u'], name='flat_gate'),
+             helper.make_node('Reshape', ['u', 'column'], ['s4'], name='column_view'),
+             helper.make_node('Mul', ['w', 's4'], ['ws'], name='scale_weights'),
+             helper.make_node('Mul', ['b', 'u'], ['bu'], name='scale_bias'),
+             helper.make_node('Reshape', ['bu', 'row'], ['bias_row'], name='bias_view'),
+             helper.make_node('Add', ['short', 'bias_row'], ['sb'], name='inner'),
+             helper.make_node('Conv', ['y', 'ws'], ['x'], name='conv'),
+             helper.make_node('Add', ['x', 'sb'], ['r'], name='outer'),
+             helper.make_node('Relu', ['r'], ['out'], name='relu')]
+    inputs = [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, C_IN, H, W]),
+              helper.make_tensor_value_info('short', TensorProto.FLOAT, [1, C, H, W]),
+              helper.make_tensor_value_info('t', TensorProto.FLOAT, [1, C, 1, 1])]
+    outputs = [helper.make_tensor_value_info('out', TensorProto.FLOAT, [1, C, H, W])]
+    model = helper.make_model(helper.make_graph(nodes, 'residual', inputs, outputs, inits),
+                              opset_imports=[helper.make_opsetid('', 16)])
+    model.ir_version = 8
+    return model
+
+
+def test_gate_and_bias_go_back_into_the_conv_before_the_residual():
+    """channel_mul alone: relu(conv(y, w * s) + (short + b * u)) -> relu(conv(y, w, b) * s +
+    short), the bias back in the conv, no broadcast add left."""
+    model = _scaled_residual_graph()
+    rng = np.random.RandomState(1)
+    feed = {'y': rng.randn(1, C_IN, H, W).astype(np.float32),
+            'short': rng.randn(1, C, H, W).astype(np.float32),
+            't': rng.randn(1, C, 1, 1).astype(np.float32) * 3}
+
+    def run():
+        return ort.InferenceSession(model.SerializeToString(),
+                                    providers=['CPUExecutionProvider']).run(None, feed)[0]
+    before = run()
+    assert sorted(scale_after_conv(model)) == ['outer', 'x_scaled']
+    onnx.checker.check_model(model)
+    ops = {n.name: (n.op_type, list(n.input)) for n in model.graph.node}
+    assert ops['conv'] == ('Conv', ['y', 'w', 'b'])
+    assert ops['outer'] == ('Add', ['x', 'short'])
+    assert not {'inner', 'bias_view', 'scale_bias', 'scale_weights'} & set(ops)
+    np.testing.assert_allclose(run(), before, rtol=1e-5, atol=1e-5)
+
+
 def test_quantized_backbone_runs_the_gate_as_qlinearmul(mul_backbone_onnx, tmp_path):
     """The exported GC mul backbone, quantized the way quantize.py does: every block's last conv
     is a QLinearConv on constant weights followed by a QLinearMul, the residual adds and relus
@@ -184,7 +235,11 @@ def test_quantized_backbone_runs_the_gate_as_qlinearmul(mul_backbone_onnx, tmp_p
     quant_pre_process(path, folded, skip_symbolic_shape=True, skip_onnx_shape=True)
     model, gc_nodes = rewrite_file(folded)
     kinds = {n.name: n.op_type for n in model.graph.node}
+    # per block: the gate multiply, the residual add (its bias term folded into the conv), relu
     assert sorted(kinds[name] for name in gc_nodes) == ['Add'] * 13 + ['Mul'] * 13 + ['Relu'] * 13
+    rewritten = ort.InferenceSession(folded, providers=['CPUExecutionProvider'])
+    for x, expected in zip(inputs, reference):  # the rewritten fp32 graph: the same function
+        assert relative_error(expected, rewritten.run(None, {'image': x})) < 1e-4
 
     class Reader(quantization.CalibrationDataReader):
         def __init__(self):
