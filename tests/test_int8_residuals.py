@@ -9,6 +9,7 @@ ort = pytest.importorskip('onnxruntime')
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from deploy.python.int8_residuals import add_context_last, rewrite_file  # noqa: E402
+from tests.onnx_graphs import run, small_model  # noqa: E402
 from tests.test_deploy_fixtures import (dygraph_model, onnx_model,  # noqa: E402,F401
                                         shapes_image)
 
@@ -44,10 +45,7 @@ def _graph(form):
     outputs = [helper.make_tensor_value_info('out', TensorProto.FLOAT, [1, C, H, W])]
     if form == 'shared':
         outputs.append(helper.make_tensor_value_info('s', TensorProto.FLOAT, [1, C, H, W]))
-    model = helper.make_model(helper.make_graph(nodes, form, inputs, outputs, inits),
-                              opset_imports=[helper.make_opsetid('', 16)])
-    model.ir_version = 8
-    return model
+    return small_model(nodes, form, inputs, outputs, inits)
 
 
 def _run(model):
@@ -55,8 +53,7 @@ def _run(model):
     feed = {'y': rng.randn(1, C_IN, H, W).astype(np.float32),
             'short': rng.randn(1, C, H, W).astype(np.float32),
             'ctx': rng.randn(1, C, 1, 1).astype(np.float32)}
-    session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
-    return session.run(None, feed)
+    return run(model, feed)
 
 
 def _adds(model):

@@ -2,7 +2,6 @@
 weights, ppdet_gcnet.deploy.onnx_forms.gc_mul) against the original block, in dygraph and in ONNX
 Runtime / OpenVINO after paddle2onnx; and its int8 rewrite (deploy/python/int8_channel_scale.py:
 the gate taken back out of the weights) on small graphs and on the exported backbone."""
-import os
 
 import numpy as np
 import paddle
@@ -17,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from deploy.python.int8_channel_scale import scale_after_conv  # noqa: E402
 from ppdet_gcnet.deploy.lean_gc import use_lean_gc  # noqa: E402
 from ppdet_gcnet.deploy.onnx_forms.gc_mul import OneImageLeanGCBottleNeck  # noqa: E402
+from tests.onnx_graphs import run, small_model  # noqa: E402
 
 pytestmark = pytest.mark.ppdet  # builds on PaddleDetection's ResNet: in both test legs
 
@@ -135,18 +135,14 @@ def _scaled_conv_graph(form='scaled'):
         outputs.append(helper.make_tensor_value_info('ws', TensorProto.FLOAT, [C, C_IN, 1, 1]))
     inputs = [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1, C_IN, H, W]),
               helper.make_tensor_value_info('t', TensorProto.FLOAT, [1, C, 1, 1])]
-    model = helper.make_model(helper.make_graph(nodes, form, inputs, outputs, inits),
-                              opset_imports=[helper.make_opsetid('', 16)])
-    model.ir_version = 8
-    return model
+    return small_model(nodes, form, inputs, outputs, inits)
 
 
 def _run(model):
     rng = np.random.RandomState(1)
     feed = {'y': rng.randn(1, C_IN, H, W).astype(np.float32),
             't': rng.randn(1, C, 1, 1).astype(np.float32) * 3}
-    session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
-    return session.run(None, feed)
+    return run(model, feed)
 
 
 def test_gate_moves_out_of_the_weights_and_the_function_stays():
@@ -192,10 +188,7 @@ def _scaled_residual_graph():
               helper.make_tensor_value_info('short', TensorProto.FLOAT, [1, C, H, W]),
               helper.make_tensor_value_info('t', TensorProto.FLOAT, [1, C, 1, 1])]
     outputs = [helper.make_tensor_value_info('out', TensorProto.FLOAT, [1, C, H, W])]
-    model = helper.make_model(helper.make_graph(nodes, 'residual', inputs, outputs, inits),
-                              opset_imports=[helper.make_opsetid('', 16)])
-    model.ir_version = 8
-    return model
+    return small_model(nodes, 'residual', inputs, outputs, inits)
 
 
 def test_gate_and_bias_go_back_into_the_conv_before_the_residual():
@@ -207,17 +200,14 @@ def test_gate_and_bias_go_back_into_the_conv_before_the_residual():
             'short': rng.randn(1, C, H, W).astype(np.float32),
             't': rng.randn(1, C, 1, 1).astype(np.float32) * 3}
 
-    def run():
-        return ort.InferenceSession(model.SerializeToString(),
-                                    providers=['CPUExecutionProvider']).run(None, feed)[0]
-    before = run()
+    before = run(model, feed)[0]
     assert sorted(scale_after_conv(model)) == ['outer', 'x_scaled']
     onnx.checker.check_model(model)
     ops = {n.name: (n.op_type, list(n.input)) for n in model.graph.node}
     assert ops['conv'] == ('Conv', ['y', 'w', 'b'])
     assert ops['outer'] == ('Add', ['x', 'short'])
     assert not {'inner', 'bias_view', 'scale_bias', 'scale_weights'} & set(ops)
-    np.testing.assert_allclose(run(), before, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run(model, feed)[0], before, rtol=1e-5, atol=1e-5)
 
 
 def test_quantized_backbone_runs_the_gate_as_qlinearmul(mul_backbone_onnx, tmp_path):
