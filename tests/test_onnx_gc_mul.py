@@ -18,8 +18,6 @@ from ppdet_gcnet.deploy.lean_gc import use_lean_gc  # noqa: E402
 from ppdet_gcnet.deploy.onnx_forms.gc_mul import OneImageLeanGCBottleNeck  # noqa: E402
 from tests.onnx_graphs import run, small_model  # noqa: E402
 
-pytestmark = pytest.mark.ppdet  # builds on PaddleDetection's ResNet: in both test legs
-
 MUL_FUSIONS = (['channel_mul'], ['channel_mul', 'channel_add'])
 
 
