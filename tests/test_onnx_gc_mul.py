@@ -14,7 +14,7 @@ ort = pytest.importorskip('onnxruntime')
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from deploy.python.int8_channel_scale import scale_after_conv  # noqa: E402
-from ppdet_gcnet.deploy.lean_gc import use_lean_gc  # noqa: E402
+from ppdet_gcnet.deploy.lean_gc import LeanGCBottleNeck, use_lean_gc  # noqa: E402
 from ppdet_gcnet.deploy.onnx_forms.gc_mul import OneImageLeanGCBottleNeck  # noqa: E402
 from tests.onnx_graphs import run, small_model  # noqa: E402
 
@@ -25,7 +25,7 @@ def one_image_form(net):
     """`net` (eval mode) switched, in place, to the lean form and then the one-image form."""
     assert use_lean_gc(net) == 13
     for layer in net.sublayers():
-        if type(layer).__name__ == 'LeanGCBottleNeck':
+        if type(layer) is LeanGCBottleNeck:
             layer.__class__ = OneImageLeanGCBottleNeck
     return net
 
@@ -209,25 +209,17 @@ def test_gate_and_bias_go_back_into_the_conv_before_the_residual():
 
 
 def test_quantized_backbone_runs_the_gate_as_qlinearmul(mul_backbone_onnx, tmp_path):
-    """The exported GC mul backbone, quantized the way quantize.py does: every block's last conv
+    """The exported GC mul backbone, quantized by quantize.py's recipe: every block's last conv
     is a QLinearConv on constant weights followed by a QLinearMul, the residual adds and relus
     run as QLinearAdd with no dequantize / quantize pass between, and the output stays close
     to fp32."""
     from onnxruntime import quantization
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from deploy.python.int8_residuals import (quantized_nodes, quantized_op_types,
-                                              rewrite_file)
+    from deploy.python.quantize import quantize_folded
     path, inputs, reference = mul_backbone_onnx
     folded = str(tmp_path / 'folded.onnx')
     quant_pre_process(path, folded, skip_symbolic_shape=True, skip_onnx_shape=True)
-    model, gc_nodes = rewrite_file(folded)
-    kinds = {n.name: n.op_type for n in model.graph.node}
-    # per block: the gate multiply, the residual add (its bias term folded into the conv), relu
-    assert sorted(kinds[name] for name in gc_nodes) == ['Add'] * 13 + ['Mul'] * 13 + ['Relu'] * 13
-    rewritten = ort.InferenceSession(folded, providers=['CPUExecutionProvider'])
-    for x, expected in zip(inputs, reference):  # the rewritten fp32 graph: the same function
-        assert relative_error(expected, rewritten.run(None, {'image': x})) < 1e-4
 
     class Reader(quantization.CalibrationDataReader):
         def __init__(self):
@@ -238,13 +230,16 @@ def test_quantized_backbone_runs_the_gate_as_qlinearmul(mul_backbone_onnx, tmp_p
             return None if image is None else {'image': image}
 
     target = str(tmp_path / 'int8.onnx')
-    quantization.quantize_static(
-        folded, target, Reader(), quant_format=quantization.QuantFormat.QDQ,
-        op_types_to_quantize=quantized_op_types(model.graph, ('Conv',), gc_nodes),
-        nodes_to_quantize=quantized_nodes(model.graph, ('Conv',), gc_nodes),
-        per_channel=True, activation_type=quantization.QuantType.QUInt8,
-        weight_type=quantization.QuantType.QInt8,
-        extra_options={'WeightSymmetric': True, 'ActivationSymmetric': False})
+    # every conv int8: a backbone's last convs feed no other conv, like the heads' predictions
+    model, gc_nodes, kept = quantize_folded(quantization, folded, target, Reader(),
+                                            prediction_convs_as='int8')
+    assert kept == []
+    kinds = {n.name: n.op_type for n in model.graph.node}
+    # per block: the gate multiply, the residual add (its bias term folded into the conv), relu
+    assert sorted(kinds[name] for name in gc_nodes) == ['Add'] * 13 + ['Mul'] * 13 + ['Relu'] * 13
+    rewritten = ort.InferenceSession(folded, providers=['CPUExecutionProvider'])
+    for x, expected in zip(inputs, reference):  # the rewritten fp32 graph: the same function
+        assert relative_error(expected, rewritten.run(None, {'image': x})) < 1e-4
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / 'optimized.onnx')
     session = ort.InferenceSession(target, options, providers=['CPUExecutionProvider'])

@@ -16,20 +16,23 @@ from onnx import numpy_helper
 _ROW = '_channel_scale_row'
 
 
-def _inferred_shapes(model):
+def inferred_shapes(model):
+    """{tensor name: its dims (None where unknown)} for the tensors ONNX shape inference types
+    in `model` (graph inputs, outputs and intermediate values)."""
     inferred = onnx.shape_inference.infer_shapes(model)
     shapes = {}
-    for value in list(inferred.graph.value_info) + list(inferred.graph.input):
+    for value in (list(inferred.graph.value_info) + list(inferred.graph.input)
+                  + list(inferred.graph.output)):
         dims = value.type.tensor_type.shape.dim
         shapes[value.name] = [d.dim_value if d.HasField('dim_value') else None for d in dims]
     return shapes
 
 
-def _scaled_bias(conv, scale, graph_maps):
+def _scaled_bias(conv, scale, channels, graph_maps):
     """For `conv` (weights scaled by `scale`) feeding `relu(conv + (short + b * u))`, u the
-    tensor `scale` is a [C, 1, 1, 1] view of and b a constant [C] (the one-image form's
-    bias joining the shortcut), return (b, the outer add, the nodes computing `short + b * u`,
-    short); else None."""
+    tensor `scale` is a [C, 1, 1, 1] view of and b a constant [C], C = `channels` (the
+    one-image form's bias joining the shortcut), return (b, the outer add, the nodes computing
+    `short + b * u`, short); else None."""
     producer, consumers, uses, dims = graph_maps
     view = producer.get(scale)
     outer = consumers.get(conv.output[0], [])
@@ -49,8 +52,7 @@ def _scaled_bias(conv, scale, graph_maps):
         if multiply is None or multiply.op_type != 'Mul' or uses.get(multiply.output[0]) != 1:
             continue
         bias = [name for name in multiply.input if name != source]
-        if (len(bias) == 1 and source in multiply.input and dims.get(bias[0]) is not None
-                and len(dims[bias[0]]) == 1):
+        if len(bias) == 1 and source in multiply.input and dims.get(bias[0]) == [channels]:
             return bias[0], outer, [inner, row, multiply], inner.input[1 - side]
     return None
 
@@ -66,7 +68,7 @@ def scale_after_conv(model):
     graph = model.graph
     constants = {init.name for init in graph.initializer}
     weight_dims = {init.name: list(init.dims) for init in graph.initializer}
-    shapes = _inferred_shapes(model)
+    shapes = inferred_shapes(model)
     producer = {out: node for node in graph.node for out in node.output}
     consumers = {}
     uses = {output.name: 1 for output in graph.output}
@@ -89,9 +91,7 @@ def scale_after_conv(model):
         shape = shapes.get(scale) or []
         if len(shape) != 4 or shape[1:] != [1, 1, 1] or shape[0] not in (None, 1, dims[0]):
             continue
-        bias = _scaled_bias(conv, scale, (producer, consumers, uses, weight_dims))
-        if bias is not None and weight_dims[bias[0]] != [dims[0]]:
-            bias = None
+        bias = _scaled_bias(conv, scale, dims[0], (producer, consumers, uses, weight_dims))
         rewrites[conv.name] = (mul, weight[0], scale, bias)
     if not rewrites:
         return []

@@ -17,18 +17,12 @@ import os
 
 import onnx
 
+from deploy.python.int8_channel_scale import inferred_shapes, scale_after_conv
+
 
 def _spatial_dims(model):
     """{tensor name: its last two dims (None where unknown)} for the 4-D tensors of `model`."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    dims = {}
-    for value in (list(inferred.graph.value_info) + list(inferred.graph.input)
-                  + list(inferred.graph.output)):
-        shape = value.type.tensor_type.shape.dim
-        if len(shape) == 4:
-            dims[value.name] = [d.dim_value if d.HasField('dim_value') else None
-                                for d in shape[2:]]
-    return dims
+    return {name: dims[2:] for name, dims in inferred_shapes(model).items() if len(dims) == 4}
 
 
 def add_context_last(model):
@@ -100,12 +94,11 @@ def rewrite_file(path):
     scale multiplies, the context adds and the relus right after those (quantized, a relu is
     folded into its input's quantization; left out, it would cost a dequantize + quantize pass
     over the block's output map)."""
-    from deploy.python.int8_channel_scale import scale_after_conv
     model = onnx.load(path)
     gc_nodes = scale_after_conv(model)
     gc_nodes += add_context_last(model)
-    gc_outputs = {out for node in model.graph.node if node.name in set(gc_nodes)
-                  for out in node.output}
+    named = set(gc_nodes)
+    gc_outputs = {out for node in model.graph.node if node.name in named for out in node.output}
     gc_nodes += [node.name for node in model.graph.node
                  if node.op_type == 'Relu' and node.input[0] in gc_outputs]
     if gc_nodes:
@@ -125,5 +118,6 @@ def quantized_nodes(graph, op_types, gc_nodes):
 
 def quantized_op_types(graph, op_types, gc_nodes):
     """`op_types` and the op types of the `gc_nodes` (the quantizer's op filter)."""
-    extra = {node.op_type for node in graph.node if node.name in set(gc_nodes)}
+    named = set(gc_nodes)
+    extra = {node.op_type for node in graph.node if node.name in named}
     return list(op_types) + sorted(extra - set(op_types))

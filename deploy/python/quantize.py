@@ -101,6 +101,29 @@ def prediction_convs(graph):
             if node.op_type == 'Conv' and not feeds_a_convolution(node)]
 
 
+def quantize_folded(quantization, folded, target, reader, prediction_convs_as='fp32'):
+    """The int8 recipe on `folded`, an ONNX file ONNX Runtime's graph optimizations have already
+    folded: the GC rewrites (the file is rewritten in place), then static QDQ quantization
+    calibrated by `reader` into `target`. `quantization` is onnxruntime.quantization. Returns the
+    rewritten fp32 model, its GC nodes and the convolutions kept fp32."""
+    from deploy.python.int8_residuals import quantized_nodes, quantized_op_types, rewrite_file
+    # GC blocks: the channel scale out of the weights, the context term added last, and those
+    # multiplies and adds quantized (int8_channel_scale, int8_residuals)
+    folded_model, gc_nodes = rewrite_file(folded)
+    kept = prediction_convs(folded_model.graph) if prediction_convs_as == 'fp32' else []
+    quantization.quantize_static(
+        folded, target, reader, quant_format=quantization.QuantFormat.QDQ,
+        op_types_to_quantize=quantized_op_types(folded_model.graph, QUANTIZED_OPS, gc_nodes),
+        nodes_to_quantize=quantized_nodes(folded_model.graph, QUANTIZED_OPS, gc_nodes),
+        nodes_to_exclude=kept or None,
+        per_channel=True, reduce_range=False,
+        activation_type=quantization.QuantType.QUInt8,
+        weight_type=quantization.QuantType.QInt8,
+        calibrate_method=quantization.CalibrationMethod.MinMax,
+        extra_options={'WeightSymmetric': True, 'ActivationSymmetric': False})
+    return folded_model, gc_nodes, kept
+
+
 def quantize_export(model_dir, image_paths, log=print, prediction_convs_as='fp32'):
     """Write `model_dir/model_int8.onnx` calibrated on `image_paths`; returns its path.
     `prediction_convs_as='fp32'` leaves the heads' prediction convolutions (`prediction_convs`)
@@ -111,7 +134,6 @@ def quantize_export(model_dir, image_paths, log=print, prediction_convs_as='fp32
     from deploy.python.backends.onnx_model import onnx_file
     from deploy.python.model_files import load_model_files
     quantization = require_quantizer()
-    from deploy.python.int8_residuals import quantized_nodes, quantized_op_types, rewrite_file
     if not image_paths:
         raise DeployError("no calibration image")
     model = load_model_files(model_dir, backend='onnxruntime')
@@ -137,21 +159,8 @@ def quantize_export(model_dir, image_paths, log=print, prediction_convs_as='fp32
         # BatchNorm between a dequantize and a quantize, and run no faster than fp32.
         from onnxruntime.quantization.shape_inference import quant_pre_process
         quant_pre_process(source, folded, skip_symbolic_shape=True, skip_onnx_shape=True)
-        # GC blocks: the channel scale out of the weights, the context term added last, and
-        # those multiplies and adds quantized (int8_channel_scale, int8_residuals)
-        folded_model, gc_nodes = rewrite_file(folded)
-        kept = prediction_convs(folded_model.graph) if prediction_convs_as == 'fp32' else []
-        quantization.quantize_static(
-            folded, partial, Reader(), quant_format=quantization.QuantFormat.QDQ,
-            op_types_to_quantize=quantized_op_types(folded_model.graph, QUANTIZED_OPS,
-                                                    gc_nodes),
-            nodes_to_quantize=quantized_nodes(folded_model.graph, QUANTIZED_OPS, gc_nodes),
-            nodes_to_exclude=kept or None,
-            per_channel=True, reduce_range=False,
-            activation_type=quantization.QuantType.QUInt8,
-            weight_type=quantization.QuantType.QInt8,
-            calibrate_method=quantization.CalibrationMethod.MinMax,
-            extra_options={'WeightSymmetric': True, 'ActivationSymmetric': False})
+        _, _, kept = quantize_folded(quantization, folded, partial, Reader(),
+                                     prediction_convs_as)
         os.replace(partial, target)
     except DeployError:
         raise

@@ -5,10 +5,10 @@ The lean block (`ppdet_gcnet.deploy.lean_gc`) pools the context from the last co
 so the channel scale `s = sigmoid(t)` is known before that conv runs. With one image per run
 (the ONNX forms' contract) the scale is per output channel of a single conv, and
 
-    relu((W y + b) * s + a + short) = relu(conv(y, W * s, b * s + a) + short)
+    relu((W y + b) * s + a + short) = relu(conv(y, W * s) + (short + (b * s + a)))
 
 is the control's own conv + residual + relu, which ONNX Runtime and OpenVINO fuse into one
-kernel. The lean form's two full-map multiplies per block (`short / s` and `* s`) go away; what
+kernel (the bias joins the shortcut: OpenVINO leaves a conv with a run-time bias unfused). The lean form's two full-map multiplies per block (`short / s` and `* s`) go away; what
 remains is scaling a [C, Cin] weight, a few hundred kilobytes, per block and run.
 """
 import paddle
@@ -33,5 +33,4 @@ class OneImageLeanGCBottleNeck(LeanGCBottleNeck):
         bias = self.lean_bias * scale
         if gc.channel_add_conv is not None:
             bias = bias + paddle.reshape(gc.channel_add_conv(context), [-1])
-        # the bias joins the shortcut: OpenVINO leaves a conv with a run-time bias unfused
         return F.relu(F.conv2d(y, weight) + (short + paddle.reshape(bias, [1, -1, 1, 1])))
