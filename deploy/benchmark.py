@@ -71,6 +71,9 @@ def parse_args(argv=None):
                    help='use PATH as config NAME (e.g. a smaller model for a smoke run)')
     p.add_argument('--lean', choices=('on', 'off'), default='on',
                    help='also export and time the GC configs in the lean form')
+    p.add_argument('--winograd', choices=('on', 'off'), default='on',
+                   help='fp32 ONNX Runtime / OpenVINO: 3x3 convolutions in Winograd form (as '
+                   'deploy/python/infer.py runs them by default) or direct')
     p.add_argument('--torchvision', choices=('auto', 'off'), default='auto',
                    help="time torchvision's Mask R-CNN R50-FPN alongside (auto: if it imports)")
     p.add_argument('--settle', type=float, default=2.0,
@@ -148,13 +151,14 @@ def preprocess(image_path, size):
 
 
 class PredictorRunner:
-    def __init__(self, export_dir, mode, threads):
+    def __init__(self, export_dir, mode, threads, winograd=True):
         from deploy.python.model_files import load_model_files
         from deploy.python.predictor import PredictorOptions, create_predictor
         backend = mode.split('_')[0] if mode.split('_')[0] in ONNX_BACKENDS else 'paddle'
         options = PredictorOptions(cpu_threads=threads, enable_mkldnn=mode.startswith('onednn'),
                                    enable_mkldnn_bfloat16=mode.endswith('_bf16'), backend=backend,
-                                   run_mode='int8' if mode.endswith('_int8') else 'paddle')
+                                   run_mode='int8' if mode.endswith('_int8') else 'paddle',
+                                   winograd=winograd)
         self.predictor = create_predictor(load_model_files(export_dir), options)
 
     def __call__(self, inputs_np):
@@ -326,6 +330,7 @@ def run(args):
                         'tensor_hw': list(inputs_np['image'].shape[2:])},
               'detections': args.detections, 'cpu_threads': args.cpu_threads,
               'warmup': args.warmup, 'repeats': args.repeats, 'settle_s': args.settle,
+              'fp32_onnx_convolutions': 'winograd' if args.winograd == 'on' else 'direct',
               'cpu': platform.processor() or platform.machine(), 'paddle': paddle.__version__,
               'load_average_at_start': list(os.getloadavg()), 'configs': {}, 'modes': {}}
     states, export_dirs = {}, {}
@@ -353,7 +358,8 @@ def run(args):
                 runners[name] = DygraphRunner(model)
         else:
             kind = 'export_onnx' if mode.split('_')[0] in ONNX_BACKENDS else 'export'
-            runners = {name: PredictorRunner(export_dirs[(kind, name)], mode, args.cpu_threads)
+            runners = {name: PredictorRunner(export_dirs[(kind, name)], mode, args.cpu_threads,
+                                             args.winograd == 'on')
                        for name in variants}
         if mode in peers:
             runners['torchvision'] = peers[mode]
@@ -451,6 +457,8 @@ def markdown(report):
              f"tensor {report['input']['tensor_hw'][0]}x{report['input']['tensor_hw'][1]}, "
              f"{report['detections']} detections forced, {report['cpu_threads']} threads, "
              f"{report['repeats']} timed rounds after {report['warmup']} warm-up"
+             + (f", fp32 ONNX 3x3 convolutions {report['fp32_onnx_convolutions']}"
+                if 'fp32_onnx_convolutions' in report else '')
              + (f", load average {load[0]:.1f} at start" if load else '') + '.', '',
              '| model | ' + ' | '.join(f'{m} median (p90) s' for m in modes) + ' |',
              '| --- |' + ' ---: |' * len(modes)]

@@ -30,6 +30,7 @@ class PredictorOptions:
     enable_mkldnn_bfloat16: bool = False
     batch_size: int = 1
     backend: str = 'paddle'
+    winograd: bool = True       # fp32 ONNX backends: large 3x3 convs as Winograd F(4x4, 3x3)
 
     def check(self):
         device = self.device.upper()

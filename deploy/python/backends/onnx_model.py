@@ -1,5 +1,5 @@
-"""What the ONNX backends share: finding `model.onnx` (or `model_int8.onnx`) and importing an
-optional package."""
+"""What the ONNX backends share: finding `model.onnx` (or `model_int8.onnx`), importing an
+optional package and the fp32 model's Winograd form."""
 import importlib
 import os
 
@@ -40,3 +40,20 @@ def load_error(path, runtime, error):
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     reason = (lines[-1] if lines else type(error).__name__)[:300]
     return DeployError(f"{path}: {runtime} cannot load the ONNX model ({reason})")
+
+
+def fp32_model(path, options, runtime):
+    """What the runtime loads for an fp32 run of the ONNX file `path`: the file itself, or with
+    `options.winograd` its bytes with the large 3x3 convolutions in Winograd form
+    (deploy/python/winograd.py)."""
+    if not options.winograd:
+        return path
+    onnx = import_optional('onnx', options.backend)
+    from .. import winograd
+    try:
+        model = onnx.load(path)
+    except Exception as e:
+        raise load_error(path, runtime, e)
+    if winograd.rewrite(model) == 0:
+        return path
+    return model.SerializeToString()

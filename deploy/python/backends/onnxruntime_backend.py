@@ -2,10 +2,11 @@
 
 Precision: fp32 only. ONNX Runtime's CPU provider has no bf16 kernels, so
 --enable_mkldnn_bfloat16 is refused (OpenVINO runs bf16); --enable_mkldnn has no equivalent
-here and is ignored (its own MLAS kernels are always used).
+here and is ignored (its own MLAS kernels are always used). The fp32 model runs its large 3x3
+convolutions in Winograd form unless --winograd False (deploy/python/winograd.py).
 """
 from ..errors import DeployError
-from .onnx_model import import_optional, load_error, onnx_file
+from .onnx_model import fp32_model, import_optional, load_error, onnx_file
 
 
 class OnnxRuntimePredictor:
@@ -26,13 +27,15 @@ def create(model, options):
         raise DeployError("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path; use "
                           "--backend openvino or --backend paddle for bf16")
     ort = import_optional('onnxruntime', 'onnxruntime')
-    path = onnx_file(model, int8=options.run_mode == 'int8')
+    int8 = options.run_mode == 'int8'
+    path = onnx_file(model, int8=int8)
+    source = path if int8 else fp32_model(path, options, 'ONNX Runtime')
     session_options = ort.SessionOptions()
     session_options.intra_op_num_threads = options.cpu_threads
     session_options.inter_op_num_threads = 1
     session_options.log_severity_level = 3  # warnings about unused initializers are noise
     try:
-        session = ort.InferenceSession(path, session_options, providers=['CPUExecutionProvider'])
+        session = ort.InferenceSession(source, session_options, providers=['CPUExecutionProvider'])
     except Exception as e:
         raise load_error(path, 'ONNX Runtime', e)
     return OnnxRuntimePredictor(session)

@@ -7,7 +7,8 @@ modulated, zero padding for the bilinear samples as ONNX and Paddle define it).
 
 Precision: OpenVINO picks bf16 by itself on CPUs with AMX; here fp32 is explicit
 (`INFERENCE_PRECISION_HINT: f32`) unless --enable_mkldnn_bfloat16 asks for bf16 (which needs
-AVX512-BF16 or AMX, as oneDNN bf16 does).
+AVX512-BF16 or AMX, as oneDNN bf16 does). The fp32 model runs its large 3x3 convolutions in
+Winograd form unless --winograd False (deploy/python/winograd.py); bf16 and int8 run direct.
 
 Input shapes: the export takes any image size, and OpenVINO compiled for dynamic sizes cannot
 tell that two tensors of the graph have the same shape, so it leaves some residual adds out of
@@ -18,7 +19,7 @@ each of the first SPECIALISED_SHAPES distinct input shapes gets a copy compiled 
 A stream of same-size images runs the specialised copy from its first image on.
 """
 from ..errors import DeployError
-from .onnx_model import import_optional, load_error, onnx_file
+from .onnx_model import fp32_model, import_optional, load_error, onnx_file
 
 # How many input shapes get a model compiled for them (each holds its own copy of the weights).
 SPECIALISED_SHAPES = 2
@@ -85,12 +86,13 @@ def _deform_conv(node):
     return [out.output(0)]
 
 
-def read_model(core, path):
-    """The ONNX file as an OpenVINO model (DeformConv converted); one-line errors."""
+def read_model(core, path, source=None):
+    """The ONNX file `path` (or `source`, its model as bytes) as an OpenVINO model (DeformConv
+    converted); one-line errors."""
     try:
         from openvino.frontend.onnx import ConversionExtension
         core.add_extension(ConversionExtension('DeformConv', _deform_conv))
-        return core.read_model(path)
+        return core.read_model(path if source is None else source)
     except Exception as e:
         if 'DeformConv' in str(e):
             raise DeployError(f"{path}: OpenVINO cannot read ONNX DeformConv (the deformable "
@@ -100,8 +102,11 @@ def read_model(core, path):
 
 def create(model, options):
     ov = import_optional('openvino', 'openvino')
-    path = onnx_file(model, int8=options.run_mode == 'int8')
+    int8 = options.run_mode == 'int8'
+    path = onnx_file(model, int8=int8)
+    fp32 = not (int8 or options.enable_mkldnn_bfloat16)
+    source = fp32_model(path, options, 'OpenVINO') if fp32 else path
     config = {'INFERENCE_PRECISION_HINT': 'bf16' if options.enable_mkldnn_bfloat16 else 'f32',
               'INFERENCE_NUM_THREADS': options.cpu_threads}
     core = ov.Core()
-    return OpenVinoPredictor(core, read_model(core, path), config, path)
+    return OpenVinoPredictor(core, read_model(core, path, source), config, path)
