@@ -145,3 +145,12 @@ def test_runtimes_load_the_rewritten_model_unless_turned_off(tmp_path):
                       'ONNX Runtime') == path
     onnx.save(conv_graph(channels=64), path)
     assert fp32_model(path, options, 'ONNX Runtime') == path  # nothing to rewrite
+
+
+def test_infer_parses_the_winograd_flag():
+    from deploy.python.infer import build_parser
+    base = ['--model_dir', 'm', '--image_file', 'x.jpg']
+    assert build_parser().parse_args(base).winograd is True
+    assert build_parser().parse_args(base + ['--winograd', 'False']).winograd is False
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(base + ['--winograd', 'sometimes'])
