@@ -63,6 +63,9 @@ def main(argv=None):
     p.add_argument('--enable_mkldnn', action='store_true')
     p.add_argument('--enable_mkldnn_bfloat16', action='store_true')
     p.add_argument('--cpu_threads', type=int, default=2)
+    p.add_argument('--winograd', choices=('on', 'off'), default='on',
+                   help='fp32 ONNX backends: 3x3 convolutions in Winograd form (as infer.py by '
+                   'default) or direct')
     p.add_argument('--output', help='write the figures as JSON here')
     args = p.parse_args(argv)
     for path, what in ((args.anno_file, 'file'), (args.image_dir, 'directory')):
@@ -73,7 +76,8 @@ def main(argv=None):
         detector = Detector(model, PredictorOptions(
             backend=args.backend, run_mode=args.run_mode,
             cpu_threads=args.cpu_threads, enable_mkldnn=args.enable_mkldnn,
-            enable_mkldnn_bfloat16=args.enable_mkldnn_bfloat16))
+            enable_mkldnn_bfloat16=args.enable_mkldnn_bfloat16,
+            winograd=args.winograd == 'on'))
     except DeployError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -92,7 +96,8 @@ def main(argv=None):
               'backend': args.backend,
               'precision': ('int8' if args.run_mode == 'int8' else
                             'bf16' if args.enable_mkldnn_bfloat16 else 'fp32'),
-              'onednn': args.enable_mkldnn, 'bbox': evaluate(coco, results, 'bbox'),
+              'onednn': args.enable_mkldnn, 'winograd': args.winograd == 'on',
+              'bbox': evaluate(coco, results, 'bbox'),
               'segm': evaluate(coco, [r for r in results if 'segmentation' in r], 'segm')}
     print(json.dumps(report))
     if args.output:
