@@ -20,8 +20,9 @@ Rounding: the transforms' constants (up to 8 and 1/24) cost a few bits: about 1e
 output's scale per conv in fp32. bf16 and int8 have too few bits for that, so only fp32 models
 are rewritten.
 
-A conv's bias, or the BatchNormalization or constant Add that follows it alone, is folded into
-the transformed weights and one bias add.
+A conv's bias, and the BatchNormalization or constant Add that follows it alone, are folded into
+the transformed weights and one bias, which a unit-weight depthwise 1x1 conv adds (see
+_winograd_nodes for why not an Add).
 """
 import numpy as np
 
@@ -125,7 +126,8 @@ def _fold_follower(conv, weight, bias, g):
         if value is not None and value.shape in ((1, channels, 1, 1), (channels, 1, 1)):
             return weight, bias + value.reshape(channels), follower.output[0], follower
     if (follower is not None and follower.op_type == 'BatchNormalization'
-            and len(follower.output) == 1):
+            and len(follower.output) == 1
+            and not _attributes(follower).get('training_mode', 0)):
         params = [g.constant(name) for name in follower.input[1:5]]
         if all(p is not None and p.shape == (channels,) for p in params):
             gamma, beta, mean, variance = (p.astype(np.float64) for p in params)
