@@ -18,7 +18,8 @@ ONNX Runtime's profiler (kernel time per op type, the first run left out; with m
 thread, kernel time is the operator's span, not CPU time summed over threads);
 `--backend openvino` with OpenVINO's performance counters (`PERF_COUNT`: real time per node
 type as its CPU plugin ran it, fused nodes under the surviving node; `--enable_mkldnn_bfloat16`
-selects its bf16 precision).
+selects its bf16 precision). Both profile the model as deploy's backend loads it: in fp32, with
+the large 3x3 convolutions in Winograd form unless --winograd off (deploy/python/winograd.py).
 """
 import argparse
 import json
@@ -98,7 +99,20 @@ def _onnx_file(model_dir, int8):
     return path
 
 
-def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False):
+def _runtime_model(path, runtime, int8, bf16, winograd):
+    """The model deploy's backend would load for `path` (runtime_model), errors as one line."""
+    from deploy.python.backends.onnx_model import runtime_model
+    from deploy.python.errors import DeployError
+    from deploy.python.predictor import PredictorOptions
+    options = PredictorOptions(run_mode='int8' if int8 else 'paddle',
+                               enable_mkldnn_bfloat16=bf16, winograd=winograd)
+    try:
+        return runtime_model(path, options, runtime)
+    except DeployError as e:
+        raise SystemExit(f"error: {e}")
+
+
+def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False, winograd=True):
     """{op type: ms per run} of ONNX Runtime's kernels, the first run left out."""
     import onnxruntime
     options = onnxruntime.SessionOptions()
@@ -108,7 +122,9 @@ def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False):
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as scratch:
         options.profile_file_prefix = os.path.join(scratch, 'ort')
-        session = onnxruntime.InferenceSession(_onnx_file(model_dir, int8), options,
+        source = _runtime_model(_onnx_file(model_dir, int8), 'ONNX Runtime', int8, False,
+                                winograd)
+        session = onnxruntime.InferenceSession(source, options,
                                                providers=['CPUExecutionProvider'])
         inputs = _onnx_inputs(height, width)
         feed = {i.name: inputs[i.name] for i in session.get_inputs()}
@@ -126,13 +142,15 @@ def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False):
     return ops
 
 
-def profile_openvino(model_dir, height, width, runs, threads, bf16=False, int8=False):
+def profile_openvino(model_dir, height, width, runs, threads, bf16=False, int8=False,
+                     winograd=True):
     """{node type: ms per run} from OpenVINO's CPU performance counters, the first run left
     out. The model is compiled for the input's shape, as deploy's OpenVINO backend does."""
     import openvino
     from deploy.python.backends.openvino_backend import OpenVinoPredictor, read_model
     core, path = openvino.Core(), _onnx_file(model_dir, int8)
-    predictor = OpenVinoPredictor(core, read_model(core, path), {
+    source = _runtime_model(path, 'OpenVINO', int8, bf16, winograd)
+    predictor = OpenVinoPredictor(core, read_model(core, path, source), {
         'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32',
         'INFERENCE_NUM_THREADS': threads, 'PERF_COUNT': True}, path)
     inputs = _onnx_inputs(height, width)
@@ -175,6 +193,9 @@ def main(argv=None):
                    help='oneDNN bf16 (paddle; needs --enable_mkldnn) or bf16 (openvino)')
     p.add_argument('--backend', choices=('paddle', 'onnxruntime', 'openvino'), default='paddle')
     p.add_argument('--int8', action='store_true', help='ONNX backends: model_int8.onnx')
+    p.add_argument('--winograd', choices=('on', 'off'), default='on',
+                   help='ONNX backends, fp32: 3x3 convolutions in Winograd form (as deploy runs '
+                   'them) or direct')
     p.add_argument('--top', type=int, default=25)
     p.add_argument('--output', help='also write the per-op figures as JSON here')
     args = p.parse_args(argv)
@@ -191,12 +212,12 @@ def main(argv=None):
     elif args.backend == 'onnxruntime':
         if args.enable_mkldnn_bfloat16:
             p.error("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path")
-        per_model = [profile_onnxruntime(d, *args.size, args.runs, args.cpu_threads, args.int8)
-                     for d in args.model_dirs]
+        per_model = [profile_onnxruntime(d, *args.size, args.runs, args.cpu_threads, args.int8,
+                                         args.winograd == 'on') for d in args.model_dirs]
     else:
         per_model = [profile_openvino(d, *args.size, args.runs, args.cpu_threads,
-                                      args.enable_mkldnn_bfloat16, args.int8)
-                     for d in args.model_dirs]
+                                      args.enable_mkldnn_bfloat16, args.int8,
+                                      args.winograd == 'on') for d in args.model_dirs]
     print(markdown(names, per_model, args.top))
     if args.output:
         with open(args.output, 'w') as f:

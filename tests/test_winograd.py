@@ -10,7 +10,7 @@ onnx = pytest.importorskip('onnx')
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from deploy.python import winograd  # noqa: E402
-from deploy.python.backends.onnx_model import fp32_model  # noqa: E402
+from deploy.python.backends.onnx_model import runtime_model  # noqa: E402
 from deploy.python.predictor import PredictorOptions  # noqa: E402
 from tests.onnx_graphs import small_model  # noqa: E402
 
@@ -124,6 +124,40 @@ def test_rewritten_graph_computes_the_same(runtime):
             assert np.abs(value - want).max() <= 1e-4 * scale, np.abs(value - want).max() / scale
 
 
+def test_tensors_read_by_subgraphs_are_kept():
+    """A conv output an If body reads is not folded away with its BatchNormalization, and a
+    constant only an If body reads is not dropped as unused."""
+    c = 128
+    x = helper.make_tensor_value_info('x', TensorProto.FLOAT, [1, c, 6, 7])
+    body = lambda name, source: helper.make_graph(  # noqa: E731
+        [helper.make_node('Identity', [source], [name])], name, [],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)])
+    nodes = [constant('w', RNG.standard_normal((c, c, 3, 3)) * 0.05),
+             constant('gamma', RNG.uniform(0.5, 2, c)), constant('beta', np.zeros(c)),
+             constant('mean', np.zeros(c)), constant('var', np.ones(c)),
+             constant('kept', RNG.standard_normal(3)),
+             helper.make_node('Conv', ['x', 'w'], ['c'], pads=[1, 1, 1, 1]),
+             helper.make_node('BatchNormalization', ['c', 'gamma', 'beta', 'mean', 'var'],
+                              ['bn']),
+             helper.make_node('If', ['cond'], ['branch'], then_branch=body('then', 'c'),
+                              else_branch=body('else', 'kept'))]
+    cond = helper.make_tensor_value_info('cond', TensorProto.BOOL, [])
+    original = small_model(nodes, 'bodies', [x, cond],
+                           [helper.make_tensor_value_info(n, TensorProto.FLOAT, None)
+                            for n in ('bn', 'branch')], [])
+    rewritten = copy.deepcopy(original)
+    assert winograd.rewrite(rewritten) == 1
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert 'BatchNormalization' in ops and 'kept' in {o for n in rewritten.graph.node
+                                                      for o in n.output}
+    x_value = RNG.standard_normal((1, c, 6, 7)).astype(np.float32)
+    feeds = [{'x': x_value, 'cond': np.array(flag)} for flag in (True, False)]
+    for want, got in zip(run_onnxruntime(original.SerializeToString(), feeds),
+                         run_onnxruntime(rewritten.SerializeToString(), feeds)):
+        for a, b in zip(want, got):
+            assert np.abs(a - b).max() <= 1e-4 * np.abs(a).max()
+
+
 def test_only_wide_fp32_convolutions_are_rewritten():
     assert winograd.rewrite(conv_graph(channels=64)) == 0
     model = conv_graph()
@@ -138,13 +172,17 @@ def test_runtimes_load_the_rewritten_model_unless_turned_off(tmp_path):
     path = str(tmp_path / 'model.onnx')
     onnx.save(conv_graph(), path)
     options = PredictorOptions(backend='onnxruntime')
-    source = fp32_model(path, options, 'ONNX Runtime')
+    source = runtime_model(path, options, 'ONNX Runtime')
     assert isinstance(source, bytes)
     assert sum(n.op_type == 'MatMul' for n in onnx.load_from_string(source).graph.node) == 2 * 5
-    assert fp32_model(path, PredictorOptions(backend='onnxruntime', winograd=False),
+    assert runtime_model(path, PredictorOptions(backend='onnxruntime', winograd=False),
                       'ONNX Runtime') == path
     onnx.save(conv_graph(channels=64), path)
-    assert fp32_model(path, options, 'ONNX Runtime') == path  # nothing to rewrite
+    assert runtime_model(path, options, 'ONNX Runtime') == path  # nothing to rewrite
+    onnx.save(conv_graph(), path)
+    for direct in (PredictorOptions(run_mode='int8'),
+                   PredictorOptions(enable_mkldnn_bfloat16=True)):
+        assert runtime_model(path, direct, 'OpenVINO') == path  # int8 and bf16 run direct
 
 
 def test_infer_parses_the_winograd_flag():

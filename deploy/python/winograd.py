@@ -41,7 +41,7 @@ _PREFIX = 'winograd_f4x4_3x3'
 def transformed_weights(weight):
     """G w G^T for a [Co, C, 3, 3] weight: [36, 1, Co, C] (tile position first)."""
     co, c = weight.shape[:2]
-    u = np.einsum('ap,bq,ocpq->aboc', _G, _G, weight.astype(np.float64))
+    u = np.einsum('ap,bq,ocpq->aboc', _G, _G, weight.astype(np.float64), optimize=True)
     return u.reshape(36, 1, co, c).astype(np.float32)
 
 
@@ -65,7 +65,8 @@ class _Graph:
         for node in graph.node:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
-        self.outputs = {output.name for output in graph.output}
+        # graph outputs and names If / Loop bodies read: such a tensor keeps its producer
+        self.read_outside = {output.name for output in graph.output} | _subgraph_reads(graph)
         self.values = {init.name: init for init in graph.initializer}
         self._array = numpy_helper.to_array
 
@@ -83,7 +84,21 @@ class _Graph:
 
     def only_consumer(self, name):
         consumers = self.consumers.get(name, [])
-        return consumers[0] if len(consumers) == 1 and name not in self.outputs else None
+        return consumers[0] if len(consumers) == 1 and name not in self.read_outside else None
+
+
+def _subgraph_reads(graph):
+    """The tensor names read by the nodes of `graph`'s subgraphs (If / Loop / Scan bodies)."""
+    from onnx import AttributeProto
+    names = set()
+    for node in graph.node:
+        for attribute in node.attribute:
+            bodies = ([attribute.g] if attribute.type == AttributeProto.GRAPH
+                      else attribute.graphs if attribute.type == AttributeProto.GRAPHS else [])
+            for body in bodies:
+                names |= {name for inner in body.node for name in inner.input}
+                names |= _subgraph_reads(body)
+    return names
 
 
 def _attributes(node):
@@ -238,9 +253,10 @@ def rewrite(model, min_channels=MIN_CHANNELS):
 
 def _remove_unused(graph):
     """Drop nodes and initializers nothing reads any more (the original weights)."""
+    read_by_bodies = _subgraph_reads(graph)
     while True:
         used = {name for node in graph.node for name in node.input}
-        used |= {output.name for output in graph.output}
+        used |= {output.name for output in graph.output} | read_by_bodies
         dead = [i for i, node in enumerate(graph.node) if not any(o in used for o in node.output)]
         if not dead:
             break

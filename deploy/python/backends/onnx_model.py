@@ -1,5 +1,5 @@
 """What the ONNX backends share: finding `model.onnx` (or `model_int8.onnx`), importing an
-optional package and the fp32 model's Winograd form."""
+optional package and the model a runtime loads (the fp32 one in Winograd form)."""
 import importlib
 import os
 
@@ -42,11 +42,12 @@ def load_error(path, runtime, error):
     return DeployError(f"{path}: {runtime} cannot load the ONNX model ({reason})")
 
 
-def fp32_model(path, options, runtime):
-    """What the runtime loads for an fp32 run of the ONNX file `path`: the file itself, or with
-    `options.winograd` its bytes with the large 3x3 convolutions in Winograd form
-    (deploy/python/winograd.py)."""
-    if not options.winograd:
+def runtime_model(path, options, runtime):
+    """What `runtime` loads for the ONNX file `path` run with `options`: the file itself, or, in
+    an fp32 run (not int8, not bf16) with `options.winograd`, its bytes with the large 3x3
+    convolutions in Winograd form (deploy/python/winograd.py)."""
+    fp32 = options.run_mode != 'int8' and not options.enable_mkldnn_bfloat16
+    if not (fp32 and options.winograd):
         return path
     onnx = import_optional('onnx', options.backend)
     from .. import winograd

@@ -6,7 +6,7 @@ here and is ignored (its own MLAS kernels are always used). The fp32 model runs 
 convolutions in Winograd form unless --winograd False (deploy/python/winograd.py).
 """
 from ..errors import DeployError
-from .onnx_model import fp32_model, import_optional, load_error, onnx_file
+from .onnx_model import import_optional, load_error, onnx_file, runtime_model
 
 
 class OnnxRuntimePredictor:
@@ -27,9 +27,8 @@ def create(model, options):
         raise DeployError("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path; use "
                           "--backend openvino or --backend paddle for bf16")
     ort = import_optional('onnxruntime', 'onnxruntime')
-    int8 = options.run_mode == 'int8'
-    path = onnx_file(model, int8=int8)
-    source = path if int8 else fp32_model(path, options, 'ONNX Runtime')
+    path = onnx_file(model, int8=options.run_mode == 'int8')
+    source = runtime_model(path, options, 'ONNX Runtime')
     session_options = ort.SessionOptions()
     session_options.intra_op_num_threads = options.cpu_threads
     session_options.inter_op_num_threads = 1

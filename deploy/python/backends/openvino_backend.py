@@ -19,7 +19,7 @@ each of the first SPECIALISED_SHAPES distinct input shapes gets a copy compiled 
 A stream of same-size images runs the specialised copy from its first image on.
 """
 from ..errors import DeployError
-from .onnx_model import fp32_model, import_optional, load_error, onnx_file
+from .onnx_model import import_optional, load_error, onnx_file, runtime_model
 
 # How many input shapes get a model compiled for them (each holds its own copy of the weights).
 SPECIALISED_SHAPES = 2
@@ -86,13 +86,13 @@ def _deform_conv(node):
     return [out.output(0)]
 
 
-def read_model(core, path, source=None):
-    """The ONNX file `path` (or `source`, its model as bytes) as an OpenVINO model (DeformConv
-    converted); one-line errors."""
+def read_model(core, path, source):
+    """`source` (the ONNX file `path`, or the bytes of a model made from it: runtime_model) as an
+    OpenVINO model (DeformConv converted); one-line errors naming `path`."""
     try:
         from openvino.frontend.onnx import ConversionExtension
         core.add_extension(ConversionExtension('DeformConv', _deform_conv))
-        return core.read_model(path if source is None else source)
+        return core.read_model(source)
     except Exception as e:
         if 'DeformConv' in str(e):
             raise DeployError(f"{path}: OpenVINO cannot read ONNX DeformConv (the deformable "
@@ -102,10 +102,8 @@ def read_model(core, path, source=None):
 
 def create(model, options):
     ov = import_optional('openvino', 'openvino')
-    int8 = options.run_mode == 'int8'
-    path = onnx_file(model, int8=int8)
-    fp32 = not (int8 or options.enable_mkldnn_bfloat16)
-    source = fp32_model(path, options, 'OpenVINO') if fp32 else path
+    path = onnx_file(model, int8=options.run_mode == 'int8')
+    source = runtime_model(path, options, 'OpenVINO')
     config = {'INFERENCE_PRECISION_HINT': 'bf16' if options.enable_mkldnn_bfloat16 else 'f32',
               'INFERENCE_NUM_THREADS': options.cpu_threads}
     core = ov.Core()

@@ -8,8 +8,9 @@ so the channel scale `s = sigmoid(t)` is known before that conv runs. With one i
     relu((W y + b) * s + a + short) = relu(conv(y, W * s) + (short + (b * s + a)))
 
 is the control's own conv + residual + relu, which ONNX Runtime and OpenVINO fuse into one
-kernel (the bias joins the shortcut: OpenVINO leaves a conv with a run-time bias unfused). The lean form's two full-map multiplies per block (`short / s` and `* s`) go away; what
-remains is scaling a [C, Cin] weight, a few hundred kilobytes, per block and run.
+kernel (the bias joins the shortcut: OpenVINO leaves a conv with a run-time bias unfused). The
+lean form's two full-map multiplies per block (`short / s` and `* s`) go away; what remains is
+scaling a [C, Cin] weight, a few hundred kilobytes, per block and run.
 """
 import paddle
 import paddle.nn.functional as F
