@@ -104,7 +104,8 @@ def _runtime_model(path, runtime, int8, bf16, winograd):
     from deploy.python.backends.onnx_model import runtime_model
     from deploy.python.errors import DeployError
     from deploy.python.predictor import PredictorOptions
-    options = PredictorOptions(run_mode='int8' if int8 else 'paddle',
+    options = PredictorOptions(backend='onnxruntime' if runtime == 'ONNX Runtime' else 'openvino',
+                               run_mode='int8' if int8 else 'paddle',
                                enable_mkldnn_bfloat16=bf16, winograd=winograd)
     try:
         return runtime_model(path, options, runtime)

@@ -26,6 +26,8 @@ _winograd_nodes for why not an Add).
 """
 import numpy as np
 
+from .onnx_graph import GraphIndex, attributes, remove_unused
+
 MIN_CHANNELS = 128  # both input and output channels; below this direct convolution is faster
 
 _BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -55,70 +57,19 @@ def output_transform():
     return np.einsum('ia,jb->ijab', _AT, _AT).reshape(16, 36).astype(np.float32)
 
 
-class _Graph:
-    """Producers, consumers and constant values of an ONNX graph."""
-
-    def __init__(self, graph):
-        from onnx import numpy_helper
-        self.producer = {out: node for node in graph.node for out in node.output}
-        self.consumers = {}
-        for node in graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-        # graph outputs and names If / Loop bodies read: such a tensor keeps its producer
-        self.read_outside = {output.name for output in graph.output} | _subgraph_reads(graph)
-        self.values = {init.name: init for init in graph.initializer}
-        self._array = numpy_helper.to_array
-
-    def constant(self, name):
-        """The value of `name` if it is an initializer or a Constant node's (through Identity)."""
-        node = self.producer.get(name)
-        while node is not None and node.op_type == 'Identity':
-            name, node = node.input[0], self.producer.get(node.input[0])
-        if node is None:
-            return self._array(self.values[name]) if name in self.values else None
-        attributes = {a.name: a for a in node.attribute}
-        if node.op_type == 'Constant' and 'value' in attributes:
-            return self._array(attributes['value'].t)
-        return None
-
-    def only_consumer(self, name):
-        consumers = self.consumers.get(name, [])
-        return consumers[0] if len(consumers) == 1 and name not in self.read_outside else None
-
-
-def _subgraph_reads(graph):
-    """The tensor names read by the nodes of `graph`'s subgraphs (If / Loop / Scan bodies)."""
-    from onnx import AttributeProto
-    names = set()
-    for node in graph.node:
-        for attribute in node.attribute:
-            bodies = ([attribute.g] if attribute.type == AttributeProto.GRAPH
-                      else attribute.graphs if attribute.type == AttributeProto.GRAPHS else [])
-            for body in bodies:
-                names |= {name for inner in body.node for name in inner.input}
-                names |= _subgraph_reads(body)
-    return names
-
-
-def _attributes(node):
-    from onnx import helper
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _plain_3x3(conv, g, min_channels):
     """The conv's constant weight (and bias) if it is a 3x3, stride 1, pad 1, ungrouped,
     undilated convolution with at least `min_channels` channels in and out; else None."""
-    attributes = _attributes(conv)
+    attrs = attributes(conv)
     weight = g.constant(conv.input[1]) if len(conv.input) > 1 else None
     if (weight is None or weight.dtype != np.float32 or weight.ndim != 4
             or weight.shape[2:] != (3, 3)
             or min(weight.shape[:2]) < min_channels
-            or attributes.get('group', 1) != 1
-            or list(attributes.get('strides', [1, 1])) != [1, 1]
-            or list(attributes.get('dilations', [1, 1])) != [1, 1]
-            or list(attributes.get('pads', [0, 0, 0, 0])) != [1, 1, 1, 1]
-            or attributes.get('auto_pad', b'NOTSET') not in (b'NOTSET', 'NOTSET')):
+            or attrs.get('group', 1) != 1
+            or list(attrs.get('strides', [1, 1])) != [1, 1]
+            or list(attrs.get('dilations', [1, 1])) != [1, 1]
+            or list(attrs.get('pads', [0, 0, 0, 0])) != [1, 1, 1, 1]
+            or attrs.get('auto_pad', b'NOTSET') not in (b'NOTSET', 'NOTSET')):
         return None
     bias = np.zeros(weight.shape[0])
     if len(conv.input) > 2 and conv.input[2]:
@@ -142,11 +93,11 @@ def _fold_follower(conv, weight, bias, g):
             return weight, bias + value.reshape(channels), follower.output[0], follower
     if (follower is not None and follower.op_type == 'BatchNormalization'
             and len(follower.output) == 1
-            and not _attributes(follower).get('training_mode', 0)):
+            and not attributes(follower).get('training_mode', 0)):
         params = [g.constant(name) for name in follower.input[1:5]]
         if all(p is not None and p.shape == (channels,) for p in params):
             gamma, beta, mean, variance = (p.astype(np.float64) for p in params)
-            scale = gamma / np.sqrt(variance + _attributes(follower).get('epsilon', 1e-5))
+            scale = gamma / np.sqrt(variance + attributes(follower).get('epsilon', 1e-5))
             return (weight * scale[:, None, None, None], (bias - mean) * scale + beta,
                     follower.output[0], follower)
     return weight, bias, output, None
@@ -227,7 +178,7 @@ def rewrite(model, min_channels=MIN_CHANNELS):
     at least `min_channels` input and output channels by its Winograd F(4x4, 3x3) form. Returns
     how many were replaced."""
     graph = model.graph
-    g = _Graph(graph)
+    g = GraphIndex(graph)
     w = _Writer(graph)
     folded = set()
     nodes = []
@@ -247,21 +198,5 @@ def rewrite(model, min_channels=MIN_CHANNELS):
         count += 1
     del graph.node[:]
     graph.node.extend(nodes)
-    _remove_unused(graph)
+    remove_unused(graph)
     return count
-
-
-def _remove_unused(graph):
-    """Drop nodes and initializers nothing reads any more (the original weights)."""
-    read_by_bodies = _subgraph_reads(graph)
-    while True:
-        used = {name for node in graph.node for name in node.input}
-        used |= {output.name for output in graph.output} | read_by_bodies
-        dead = [i for i, node in enumerate(graph.node) if not any(o in used for o in node.output)]
-        if not dead:
-            break
-        for i in reversed(dead):
-            del graph.node[i]
-    keep = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)

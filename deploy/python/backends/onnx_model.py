@@ -1,5 +1,5 @@
 """What the ONNX backends share: finding `model.onnx` (or `model_int8.onnx`), importing an
-optional package and the model a runtime loads (the fp32 one in Winograd form)."""
+optional package and the model a runtime loads (rewritten for fp32 or int8 at load time)."""
 import importlib
 import os
 
@@ -43,18 +43,23 @@ def load_error(path, runtime, error):
 
 
 def runtime_model(path, options, runtime):
-    """What `runtime` loads for the ONNX file `path` run with `options`: the file itself, or, in
-    an fp32 run (not int8, not bf16) with `options.winograd`, its bytes with the large 3x3
-    convolutions in Winograd form (deploy/python/winograd.py)."""
-    fp32 = options.run_mode != 'int8' and not options.enable_mkldnn_bfloat16
-    if not (fp32 and options.winograd):
+    """What `runtime` loads for the ONNX file `path` run with `options`: the file itself, or its
+    bytes rewritten for that run: in fp32 (not int8, not bf16) with `options.winograd`, the large
+    3x3 convolutions in Winograd form (deploy/python/winograd.py); in ONNX Runtime int8, GC
+    gates applied by the convolutions' requantization (deploy/python/int8_gate_scale.py)."""
+    from .. import int8_gate_scale, winograd
+    int8 = options.run_mode == 'int8'
+    if int8 and options.backend == 'onnxruntime':
+        rewrite = int8_gate_scale.rewrite
+    elif not int8 and not options.enable_mkldnn_bfloat16 and options.winograd:
+        rewrite = winograd.rewrite
+    else:
         return path
     onnx = import_optional('onnx', options.backend)
-    from .. import winograd
     try:
         model = onnx.load(path)
     except Exception as e:
         raise load_error(path, runtime, e)
-    if winograd.rewrite(model) == 0:
+    if rewrite(model) == 0:
         return path
     return model.SerializeToString()

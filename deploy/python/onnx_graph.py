@@ -1,0 +1,68 @@
+"""Reading and pruning ONNX graphs for the load-time rewrites (winograd, int8_gate_scale)."""
+
+
+class GraphIndex:
+    """Producers, consumers and constant values of an ONNX graph."""
+
+    def __init__(self, graph):
+        from onnx import numpy_helper
+        self.producer = {out: node for node in graph.node for out in node.output}
+        self.consumers = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        # graph outputs and names If / Loop bodies read: such a tensor keeps its producer
+        self.read_outside = {output.name for output in graph.output} | subgraph_reads(graph)
+        self.values = {init.name: init for init in graph.initializer}
+        self._array = numpy_helper.to_array
+
+    def constant(self, name):
+        """The value of `name` if it is an initializer or a Constant node's (through Identity)."""
+        node = self.producer.get(name)
+        while node is not None and node.op_type == 'Identity':
+            name, node = node.input[0], self.producer.get(node.input[0])
+        if node is None:
+            return self._array(self.values[name]) if name in self.values else None
+        attributes = {a.name: a for a in node.attribute}
+        if node.op_type == 'Constant' and 'value' in attributes:
+            return self._array(attributes['value'].t)
+        return None
+
+    def only_consumer(self, name):
+        consumers = self.consumers.get(name, [])
+        return consumers[0] if len(consumers) == 1 and name not in self.read_outside else None
+
+
+def subgraph_reads(graph):
+    """The tensor names read by the nodes of `graph`'s subgraphs (If / Loop / Scan bodies)."""
+    from onnx import AttributeProto
+    names = set()
+    for node in graph.node:
+        for attribute in node.attribute:
+            bodies = ([attribute.g] if attribute.type == AttributeProto.GRAPH
+                      else attribute.graphs if attribute.type == AttributeProto.GRAPHS else [])
+            for body in bodies:
+                names |= {name for inner in body.node for name in inner.input}
+                names |= subgraph_reads(body)
+    return names
+
+
+def attributes(node):
+    from onnx import helper
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def remove_unused(graph):
+    """Drop nodes and initializers nothing reads any more (the original weights)."""
+    read_by_bodies = subgraph_reads(graph)
+    while True:
+        used = {name for node in graph.node for name in node.input}
+        used |= {output.name for output in graph.output} | read_by_bodies
+        dead = [i for i, node in enumerate(graph.node) if not any(o in used for o in node.output)]
+        if not dead:
+            break
+        for i in reversed(dead):
+            del graph.node[i]
+    keep = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
