@@ -51,6 +51,14 @@ def test_benchmark_writes_report(repo_root, shapes_dataset, tmp_path, capsys, mo
     lean = report['agreement_lean_vs_export']['onednn_fp32']['gc_add_lean']
     assert lean['matched_fraction'] == 1.0 and lean['max_box_error_px'] < 0.01
     assert report['configs']['gc_add']['gmacs_total'] > report['configs']['control']['gmacs_total']
+    # GC add with the control's weights and its blocks as initialized: the control's detections
+    # (the same NMS and RoI work in every model)
+    assert report['weights'] == benchmark.SHARED_WEIGHTS
+    for name in ('gc_add', 'gc_add_lean'):
+        same = report['agreement_vs_control']['onednn_fp32'][name]
+        assert same['matched_fraction'] == 1.0 and same['max_box_error_px'] < 0.01
+    assert mode['ratio_vs_control']['gc_add']['of_minima'] == pytest.approx(
+        mode['gc_add']['min_ms'] / mode['control']['min_ms'], rel=0.01)
     assert '| gc_add_lean |' in capsys.readouterr().out
 
     # per-op steady-state profile of two of the exports it wrote
