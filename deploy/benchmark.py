@@ -460,6 +460,33 @@ def best_against_torchvision(report):
     return result
 
 
+# Agreement tables after the timing ones: report key, title, (field, header, format) columns
+# after the fraction of shared top-K boxes.
+_BOX = ('max_box_error_px', 'max box err px', '{:.4f}')
+AGREEMENT_TABLES = (
+    ('agreement_int8_vs_fp32', 'int8 vs fp32, same backend',
+     (_BOX, ('max_score_error', 'max score err', '{:.4f}'),
+      ('mean_mask_iou', 'mean mask IoU', '{}'))),
+    ('agreement_vs_control', 'workload vs control (same weights)', (_BOX,)),
+    ('agreement_lean_vs_export', 'lean vs PaddleDetection form',
+     (_BOX, ('max_mask_prob_error', 'max mask prob err', '{}'))))
+
+
+def _agreement_table(report, key, title, columns):
+    rows = [(mode, name, a) for mode, per in report.get(key, {}).items()
+            for name, a in per.items()]
+    if not rows:
+        return []
+    headers = ['same top-K box (IoU>=0.9)'] + [header for _, header, _ in columns]
+    lines = ['', f'| {title} | mode | ' + ' | '.join(headers) + ' |',
+             '| --- | --- |' + ' ---: |' * len(headers)]
+    for mode, name, a in rows:
+        cells = [f"{a['matched_fraction']:.3f}"] + [fmt.format(a[field])
+                                                    for field, _, fmt in columns]
+        lines.append(f'| {name} | {mode} | ' + ' | '.join(cells) + ' |')
+    return lines
+
+
 def _ratio_cell(ratio):
     if ratio is None:
         return '-'
@@ -557,28 +584,8 @@ def markdown(report):
                 lines.append(f"| {mode} | {name} | {a['matched_fraction']:.3f} | "
                              f"{a['max_box_error_px']:.4f} | {a['max_score_error']:.6f} | "
                              f"{a['max_mask_prob_error']} | {a['mean_mask_iou']} |")
-    int8 = [(mode, name, a) for mode, per in report.get('agreement_int8_vs_fp32', {}).items()
-            for name, a in per.items()]
-    if int8:
-        lines += ['', '| int8 vs fp32, same backend | mode | same top-K box (IoU>=0.9) | '
-                  'max box err px | max score err | mean mask IoU |',
-                  '| --- | --- | ---: | ---: | ---: | ---: |']
-        lines += [f"| {name} | {mode} | {a['matched_fraction']:.3f} | {a['max_box_error_px']:.4f} | "
-                  f"{a['max_score_error']:.4f} | {a['mean_mask_iou']} |" for mode, name, a in int8]
-    same = [(mode, name, a) for mode, per in report.get('agreement_vs_control', {}).items()
-            for name, a in per.items()]
-    if same:
-        lines += ['', '| workload vs control (same weights) | mode | same top-K box (IoU>=0.9) | '
-                  'max box err px |', '| --- | --- | ---: | ---: |']
-        lines += [f"| {name} | {mode} | {a['matched_fraction']:.3f} | "
-                  f"{a['max_box_error_px']:.4f} |" for mode, name, a in same]
-    lean = [(mode, name, a) for mode, per in report.get('agreement_lean_vs_export', {}).items()
-            for name, a in per.items()]
-    if lean:
-        lines += ['', '| lean vs PaddleDetection form | mode | same top-K box | max box err px | '
-                  'max mask prob err |', '| --- | --- | ---: | ---: | ---: |']
-        lines += [f"| {name} | {mode} | {a['matched_fraction']:.3f} | {a['max_box_error_px']:.4f} | "
-                  f"{a['max_mask_prob_error']} |" for mode, name, a in lean]
+    for key, title, columns in AGREEMENT_TABLES:
+        lines += _agreement_table(report, key, title, columns)
     return '\n'.join(lines)
 
 
