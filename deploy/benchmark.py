@@ -346,7 +346,7 @@ def run(args):
               'detections': args.detections, 'cpu_threads': args.cpu_threads,
               'warmup': args.warmup, 'repeats': args.repeats, 'settle_s': args.settle,
               'fp32_onnx_convolutions': 'winograd' if args.winograd == 'on' else 'direct',
-              'weights': SHARED_WEIGHTS if 'control' in args.configs.split(',') else 'random',
+              'weights': SHARED_WEIGHTS if 'control' in configs else 'random',
               'cpu': platform.processor() or platform.machine(), 'paddle': paddle.__version__,
               'load_average_at_start': list(os.getloadavg()), 'configs': {}, 'modes': {}}
     states, export_dirs = {}, {}

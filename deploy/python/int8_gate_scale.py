@@ -27,8 +27,9 @@ _PREFIX = 'gate_in_requantization'
 
 
 def _quantize_dequantize(name, g):
-    """(fp32 input, scale, zero point) if `name` is DequantizeLinear(QuantizeLinear(x)) with one
-    scale and zero point, each node's output read by the next alone; else None."""
+    """(x, the QuantizeLinear, the DequantizeLinear) if `name` is
+    DequantizeLinear(QuantizeLinear(x)) with one scale and zero point, each node's output read
+    by the next alone; else None."""
     dequantize = g.producer.get(name)
     if dequantize is None or dequantize.op_type != 'DequantizeLinear':
         return None
@@ -46,21 +47,22 @@ def _dequantized_constant(name, g):
     node = g.producer.get(name)
     if node is None or node.op_type != 'DequantizeLinear' or len(node.input) != 3:
         return None
-    if node.input[0] not in g.values or g.constant(node.input[1]) is None:
+    scale = g.constant(node.input[1])
+    if node.input[0] not in g.values or scale is None or g.constant(node.input[2]) is None:
         return None
-    if g.constant(node.input[2]) is None:
-        return None
-    return node.input[0], g.constant(node.input[1]), node.input[2], attributes(node).get('axis', 1)
+    return node.input[0], scale, node.input[2], attributes(node).get('axis', 1)
 
 
 def _is_channel_vector(name, channels, g, shapes):
-    """`name` holds one value per channel of one image: [1, channels, 1, 1] by ONNX shape
-    inference, or a Reshape to that constant shape (or [1, -1, 1, 1])."""
-    if shapes.get(name) == [1, channels, 1, 1]:
-        return True
+    """`name` holds one value per channel of one image: a Reshape to the constant shape
+    [1, channels, 1, 1] (or [1, -1, 1, 1], as int8_channel_scale writes the gate), or
+    [1, channels, 1, 1] by ONNX shape inference (`shapes()`, run only when needed: it costs a
+    pass over the whole model)."""
     node = g.producer.get(name)
     target = g.constant(node.input[1]) if node is not None and node.op_type == 'Reshape' else None
-    return target is not None and list(target) in ([1, channels, 1, 1], [1, -1, 1, 1])
+    if target is not None and list(target) in ([1, channels, 1, 1], [1, -1, 1, 1]):
+        return True
+    return shapes().get(name) == [1, channels, 1, 1]
 
 
 def _gated_conv(mul, g, shapes):
@@ -144,10 +146,12 @@ def _requantizing_conv(found, tag, graph):
 def rewrite(model):
     """Rewrite, in place, every gated int8 convolution of `model` (a QDQ ONNX ModelProto) into a
     QLinearConv whose weight scale carries the gate. Returns how many were rewritten."""
+    import functools
+
     from .int8_channel_scale import inferred_shapes
     graph = model.graph
     g = GraphIndex(graph)
-    shapes = inferred_shapes(model)
+    shapes = functools.lru_cache(maxsize=None)(lambda: inferred_shapes(model))
     replaced = {}  # id of the requantize node -> the nodes replacing the gated conv
     dropped = set()
     for node in graph.node:
