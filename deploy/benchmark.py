@@ -76,8 +76,9 @@ def parse_args(argv=None):
     p.add_argument('--configs', default=','.join(CONFIGS), help=f"subset of {','.join(CONFIGS)}")
     p.add_argument('--config_file', action='append', default=[], metavar='NAME=PATH',
                    help='use PATH as config NAME (e.g. a smaller model for a smoke run)')
-    p.add_argument('--lean', choices=('on', 'off'), default='on',
-                   help='also export and time the GC configs in the lean form')
+    p.add_argument('--lean', choices=('on', 'off', 'only'), default='on',
+                   help='on: also export and time the GC configs in the lean form; only: the '
+                   'GC configs in the lean form alone (the form export_model.py writes)')
     p.add_argument('--winograd', choices=('on', 'off'), default='on',
                    help='fp32 ONNX Runtime / OpenVINO: 3x3 convolutions in Winograd form (as '
                    'deploy/python/infer.py runs them by default) or direct')
@@ -269,8 +270,8 @@ def export_variants(name, args, inputs_np, report, onnx=False, shared=None):
         'gmacs_total': round(sum(macs.values()) / 1e9, 4), 'paper': PAPER.get(name)}
     state = {k: v.numpy() for k, v in model.state_dict().items()}
     dirs = {}
-    forms = [('', None)] + ([(LEAN, use_lean_gc)] if args.lean == 'on' and name != 'control'
-                            else [])
+    lean_forms = [] if args.lean == 'off' or name == 'control' else [(LEAN, use_lean_gc)]
+    forms = ([] if lean_forms and args.lean == 'only' else [('', None)]) + lean_forms
     # ONNX exports (for the ONNX Runtime / OpenVINO modes) go to their own directories: the
     # export rewrites for ONNX change the Paddle graph too.
     for kind in ('export',) + (('export_onnx',) if onnx else ()):
@@ -279,7 +280,9 @@ def export_variants(name, args, inputs_np, report, onnx=False, shared=None):
             exported.set_state_dict(model.state_dict())
             exported.eval()
             if rewrite is not None and not rewrite(exported):
-                continue  # no block this form applies to (e.g. basic-block ResNets)
+                if args.lean != 'only':
+                    continue  # no block this form applies to (e.g. basic-block ResNets)
+                suffix = ''  # lean only, and no block it applies to: the plain form stands in
             dirs[(kind, name + suffix)] = os.path.join(args.output_dir, kind, name + suffix)
             with export_forms_without(None if suffix else 'lean_gc'):
                 export_model(cfg, exported, dirs[(kind, name + suffix)], raw_masks=True,
@@ -416,7 +419,8 @@ def run(args):
         if mode != 'dygraph':  # lean form against the PaddleDetection form, same mode
             report.setdefault('agreement_lean_vs_export', {})[mode] = {
                 name: agreement(*outputs[name.replace(LEAN, '')], *outputs[name])
-                for name in variants if name.endswith(LEAN)}
+                for name in variants
+                if name.endswith(LEAN) and name.replace(LEAN, '') in outputs}
         print(f"[benchmark] {mode}: {json.dumps(entry)}", file=sys.stderr)
         del runners, outputs
         gc.collect()

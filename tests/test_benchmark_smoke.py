@@ -98,26 +98,30 @@ def test_benchmark_refuses_bad_arguments(argv, fragment, capsys):
 
 
 def test_benchmark_onnx_backend_mode(repo_root, shapes_dataset, tmp_path):
-    """The ONNX Runtime mode times the `--onnx` export through deploy's predictor interface."""
+    """The ONNX Runtime mode times the `--onnx` export through deploy's predictor interface;
+    `--lean only` exports and times the GC config in the lean form alone."""
     from deploy import benchmark
     paths = tiny_bottleneck_configs(repo_root, shapes_dataset, tmp_path)
     out = tmp_path / 'bench'
     benchmark.run(benchmark.parse_args([
         '--output_dir', str(out), '--size', '96', '96', '--image_size', '96', '128',
         '--detections', '5', '--warmup', '0', '--repeats', '1', '--modes', 'onnxruntime_fp32',
-        '--configs', 'gc_add', '--lean', 'off', '--torchvision', 'off', '--cpu_threads', '1',
+        '--configs', 'gc_add', '--lean', 'only', '--torchvision', 'off', '--cpu_threads', '1',
         '--config_file', f"gc_add={paths['gc_add']}", '--settle', '0']))
     report = json.loads((out / 'benchmark_inference.json').read_text())
-    assert report['modes']['onnxruntime_fp32']['gc_add']['runs'] == 1
-    assert os.path.isfile(out / 'export_onnx' / 'gc_add' / 'model.onnx')
-    assert not os.path.exists(out / 'export' / 'gc_add' / 'model.onnx')
+    timed = report['modes']['onnxruntime_fp32']
+    assert timed['gc_add_lean']['runs'] == 1 and 'gc_add' not in timed
+    assert os.path.isfile(out / 'export_onnx' / 'gc_add_lean' / 'model.onnx')
+    assert not os.path.exists(out / 'export_onnx' / 'gc_add')
+    assert not os.path.exists(out / 'export' / 'gc_add_lean' / 'model.onnx')
+    assert report['agreement_lean_vs_export']['onnxruntime_fp32'] == {}
 
     # per-op profiles of the ONNX export from each runtime's own profiler
     from deploy import op_breakdown
     for backend, conv in (('onnxruntime', 'Conv'), ('openvino', 'Convolution')):
         profile = tmp_path / f'{backend}.json'
         op_breakdown.main(['--backend', backend, '--model_dirs',
-                           str(out / 'export_onnx' / 'gc_add'), '--size', '96', '96',
+                           str(out / 'export_onnx' / 'gc_add_lean'), '--size', '96', '96',
                            '--runs', '1', '--cpu_threads', '1', '--output', str(profile)])
-        ops = json.loads(profile.read_text())['gc_add']
+        ops = json.loads(profile.read_text())['gc_add_lean']
         assert ops[conv] > 0 and all(ms >= 0 for ms in ops.values())
