@@ -125,10 +125,22 @@ def test_openvino_bf16_runs_and_stays_close(onnx_model, two_images):
     assert np.abs(np.sort(bf16['scores']) - np.sort(fp32['scores'])).max() < 0.05
 
 
-def test_onnxruntime_bf16_is_refused_in_one_line(onnx_model):
+def test_onnxruntime_bf16_is_refused_in_one_line(onnx_model, monkeypatch):
+    # on a CPU with bf16 too: ONNX Runtime's CPU provider has no bf16 kernels
+    from deploy.python import predictor
+    monkeypatch.setattr(predictor, 'has_bf16', lambda: True)
     with pytest.raises(DeployError, match='ONNX Runtime has no bf16 CPU path'):
         create_predictor(load_model_files(onnx_model[2], 'onnxruntime'),
                          PredictorOptions(backend='onnxruntime', enable_mkldnn_bfloat16=True))
+
+
+@pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
+def test_bf16_is_refused_on_a_cpu_without_it(onnx_model, backend, monkeypatch):
+    from deploy.python import predictor
+    monkeypatch.setattr(predictor, 'has_bf16', lambda: False)
+    with pytest.raises(DeployError, match='neither AVX512-BF16 nor AMX-BF16; run fp32'):
+        create_predictor(load_model_files(onnx_model[2], backend),
+                         PredictorOptions(backend=backend, enable_mkldnn_bfloat16=True))
 
 
 def run_script(*args, env=None):
