@@ -278,6 +278,7 @@ def test_onnx_runtime_int8_gates_in_the_requantization(mul_backbone_onnx, quanti
     """What ONNX Runtime's int8 backend loads (runtime_model): the 13 gates carried by their
     conv's weight scale, no QLinearMul left, and the output as close to fp32 as the QDQ graph's
     (tests/test_int8_gate_scale.py checks the rounding itself against integer arithmetic)."""
+    from deploy.python import int8_weight_range
     from deploy.python.backends.onnx_model import runtime_model
     from deploy.python.predictor import PredictorOptions
     _, inputs, reference = mul_backbone_onnx
@@ -287,12 +288,21 @@ def test_onnx_runtime_int8_gates_in_the_requantization(mul_backbone_onnx, quanti
     session, optimized = _optimized(source, str(tmp_path / 'gated.onnx'))
     counts = {op: sum(n.op_type == op for n in optimized.node)
               for op in ('QLinearMul', 'QLinearConv')}
-    before = ort.InferenceSession(target, providers=['CPUExecutionProvider'])
+    # the QDQ graph as the backend runs it on this CPU without the gate rewrite (its weights
+    # narrowed where the CPU's int8 sums saturate)
+    qdq_model = onnx.load(target)
+    if int8_weight_range.saturates('onnxruntime'):
+        assert int8_weight_range.rewrite(qdq_model) > 0
+    before = ort.InferenceSession(qdq_model.SerializeToString(),
+                                  providers=['CPUExecutionProvider'])
     assert counts['QLinearMul'] == 0
     assert counts['QLinearConv'] == sum(n.op_type == 'QLinearConv' for n in _optimized(
         target, str(tmp_path / 'qdq.onnx'))[1].node)
     for x, expected in zip(inputs, reference):
         got, qdq = session.run(None, {'image': x}), before.run(None, {'image': x})
-        # measured, images 1 / 2: 0.062 / 0.069 of fp32, the QDQ graph's 0.081 / 0.066
-        assert relative_error(expected, got) < min(0.1, 1.25 * relative_error(expected, qdq))
+        # measured, images 1 / 2: 0.062 / 0.069 of fp32, the QDQ graph's 0.081 / 0.066 (a CPU
+        # with VNNI); 0.159 / 0.101 against 0.162 / 0.095 (AVX2, 7-bit weights). A random
+        # backbone's int8 error moves that much with rounding: exact 8-bit arithmetic (ONNX
+        # Runtime's graph optimizations off) gives 0.117 / 0.067 there.
+        assert relative_error(expected, got) < min(0.2, 1.25 * relative_error(expected, qdq))
         assert relative_error(qdq, got) < 0.1

@@ -45,21 +45,27 @@ def load_error(path, runtime, error):
 def runtime_model(path, options, runtime):
     """What `runtime` loads for the ONNX file `path` run with `options`: the file itself, or its
     bytes rewritten for that run: in fp32 (not int8, not bf16) with `options.winograd`, the large
-    3x3 convolutions in Winograd form (deploy/python/winograd.py); in ONNX Runtime int8, GC
-    gates applied by the convolutions' requantization (deploy/python/int8_gate_scale.py)."""
-    from .. import int8_gate_scale, winograd
+    3x3 convolutions in Winograd form (deploy/python/winograd.py); in int8, the convolution
+    weights narrowed to 7 bits where this CPU's int8 dot product saturates
+    (deploy/python/int8_weight_range.py) and, in ONNX Runtime, GC gates applied by the
+    convolutions' requantization (deploy/python/int8_gate_scale.py)."""
+    from .. import int8_gate_scale, int8_weight_range, winograd
     int8 = options.run_mode == 'int8'
-    if int8 and options.backend == 'onnxruntime':
-        rewrite = int8_gate_scale.rewrite
-    elif not int8 and not options.enable_mkldnn_bfloat16 and options.winograd:
-        rewrite = winograd.rewrite
-    else:
+    rewrites = []
+    if int8:
+        if int8_weight_range.saturates(options.backend):
+            rewrites.append(int8_weight_range.rewrite)
+        if options.backend == 'onnxruntime':
+            rewrites.append(int8_gate_scale.rewrite)  # after narrowing: it reads the scales
+    elif not options.enable_mkldnn_bfloat16 and options.winograd:
+        rewrites.append(winograd.rewrite)
+    if not rewrites:
         return path
     onnx = import_optional('onnx', options.backend)
     try:
         model = onnx.load(path)
     except Exception as e:
         raise load_error(path, runtime, e)
-    if rewrite(model) == 0:
+    if sum([rewrite(model) for rewrite in rewrites]) == 0:  # every rewrite runs
         return path
     return model.SerializeToString()
