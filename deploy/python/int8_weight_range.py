@@ -4,8 +4,8 @@ x86 CPUs without VNNI (AVX2 only, and AVX-512 before VNNI) multiply uint8 activa
 weights with VPMADDUBSW, which adds each pair of products into an int16 and saturates at 32767:
 with 8-bit weights a pair reaches 2 * 255 * 127 = 64770. ONNX Runtime's and OpenVINO's int8
 convolutions both take that path there (measured on an AVX2-only AMD EPYC: a 3x3 convolution of
-random 8-bit levels came out up to 10 output levels off in both runtimes, and a quantized Mask
-R-CNN's detections moved with it). With weights of at most 64 in magnitude a pair stays within
+random 8-bit levels came out up to 13 output levels off in both runtimes, and a quantized Mask
+R-CNN's detections moved with it; deploy/README.md, int8 section). With weights of at most 64 in magnitude a pair stays within
 2 * 255 * 64 = 32640, the limit ONNX Runtime's quantizer keeps with `reduce_range`.
 
 `model_int8.onnx` keeps 8-bit weights (exact where the CPU has VNNI, AMX or is not x86). Where
@@ -20,7 +20,7 @@ import functools
 
 import numpy as np
 
-from .onnx_graph import GraphIndex
+from .onnx_graph import GraphIndex, remove_unused
 
 NARROW_LEVEL = 64  # |weight level| at most, so that 2 * 255 * NARROW_LEVEL fits an int16
 _SUFFIX = '_narrowed'
@@ -143,6 +143,5 @@ def rewrite(model):
                      graph, g)
         narrowed += 1
     if narrowed:
-        from .onnx_graph import remove_unused
-        remove_unused(graph)
+        remove_unused(graph)  # the 8-bit levels
     return narrowed

@@ -1,4 +1,5 @@
-"""Reading and pruning ONNX graphs for the load-time rewrites (winograd, int8_gate_scale)."""
+"""Reading and pruning ONNX graphs for the load-time rewrites (winograd, int8_gate_scale,
+int8_weight_range)."""
 
 
 class GraphIndex:
