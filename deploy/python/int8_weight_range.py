@@ -76,7 +76,10 @@ def saturates(backend):
     """True if `backend` ('onnxruntime' or 'openvino') computes an int8 convolution with 8-bit
     weights through int16 pair sums on this CPU (its interior sums come out wrong)."""
     model, x, exact = _probe()
-    y = _run_probe(backend, model, x)
+    try:
+        y = _run_probe(backend, model, x)
+    except Exception:  # the probe cannot run: nothing to tell, the model runs as written
+        return False
     interior = y[:, :, 1:-1, 1:-1]
     return not np.allclose(interior, exact, rtol=0.01)
 

@@ -51,17 +51,19 @@ def runtime_model(path, options, runtime):
     convolutions' requantization (deploy/python/int8_gate_scale.py)."""
     from .. import int8_gate_scale, int8_weight_range, winograd
     int8 = options.run_mode == 'int8'
+    if not int8 and (options.enable_mkldnn_bfloat16 or not options.winograd):
+        return path
+    onnx = import_optional('onnx', options.backend)  # the rewrites and the int8 probe use it
     rewrites = []
     if int8:
         if int8_weight_range.saturates(options.backend):
             rewrites.append(int8_weight_range.rewrite)
         if options.backend == 'onnxruntime':
             rewrites.append(int8_gate_scale.rewrite)  # after narrowing: it reads the scales
-    elif not options.enable_mkldnn_bfloat16 and options.winograd:
+    else:
         rewrites.append(winograd.rewrite)
     if not rewrites:
         return path
-    onnx = import_optional('onnx', options.backend)
     try:
         model = onnx.load(path)
     except Exception as e:
