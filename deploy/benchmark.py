@@ -436,7 +436,7 @@ def run(args):
 
 def best_against_torchvision(report):
     """Each variant's fastest mode against torchvision's fastest precision (medians, possibly of
-    different rounds) and fp32 against fp32 (same rounds)."""
+    different rounds) and its fastest fp32 mode against torchvision fp32 (same rounds)."""
     tv = {m: report['modes'][m]['torchvision']['median_ms'] for m in report['modes']
           if 'torchvision' in report['modes'][m]}
     if not tv:
@@ -456,10 +456,13 @@ def best_against_torchvision(report):
         row = {'best_mode': best, 'best_ms': timed[best],
                'best_vs_torchvision_best': round(timed[best] / tv[tv_best_mode], 4)}
         for suffix in ('', '_cpu'):
-            fp32 = report['modes'].get('onednn_fp32', {}).get('ratio_vs_torchvision' + suffix,
-                                                              {}).get(name)
+            key = 'ratio_vs_torchvision' + suffix
+            fp32 = {m: report['modes'][m][key][name]['median'] for m in report['modes']
+                    if m.endswith('_fp32') and name in report['modes'][m].get(key, {})}
             if fp32:
-                row['fp32_vs_torchvision_fp32' + suffix] = fp32['median']
+                mode = min(fp32, key=fp32.get)
+                row['fp32_vs_torchvision_fp32' + suffix] = fp32[mode]
+                row['fp32_mode' + suffix] = mode
         result['variants'][name] = row
     return result
 
@@ -538,11 +541,11 @@ def markdown(report):
         tv = best['torchvision_best']
         lines += ['', f"Against torchvision's fastest mode ({tv['precision']}, "
                   f"{tv['median_ms'] / 1000:.2f} s):", '',
-                  '| model | best mode | s | best / torchvision best | fp32 / torchvision fp32 |',
-                  '| --- | --- | ---: | ---: | ---: |']
+                  '| model | best mode | s | best / torchvision best | best fp32 mode | '
+                  'fp32 / torchvision fp32 |', '| --- | --- | ---: | ---: | --- | ---: |']
         for name, row in best['variants'].items():
             lines.append(f"| {name} | {row['best_mode']} | {row['best_ms'] / 1000:.2f} | "
-                         f"{row['best_vs_torchvision_best']:.3f} | "
+                         f"{row['best_vs_torchvision_best']:.3f} | {row.get('fp32_mode', '-')} | "
                          f"{row.get('fp32_vs_torchvision_fp32', '-')} |")
     elif report.get('torchvision'):
         lines += ['', report['torchvision']['note']]

@@ -125,3 +125,20 @@ def test_benchmark_onnx_backend_mode(repo_root, shapes_dataset, tmp_path):
                            '--runs', '1', '--cpu_threads', '1', '--output', str(profile)])
         ops = json.loads(profile.read_text())['gc_add_lean']
         assert ops[conv] > 0 and all(ms >= 0 for ms in ops.values())
+
+
+def test_best_against_torchvision_takes_each_models_fastest_fp32_mode():
+    from deploy import benchmark
+
+    def mode(model_ms, torchvision_ms, ratio):
+        return {'control': {'median_ms': model_ms}, 'torchvision': {'median_ms': torchvision_ms},
+                'ratio_vs_torchvision': {'control': {'median': ratio}},
+                'ratio_vs_torchvision_cpu': {'control': {'median': ratio + 0.01}}}
+    report = {'modes': {'onednn_fp32': mode(5000, 6000, 0.84),
+                        'onnxruntime_fp32': mode(3000, 6800, 0.44),
+                        'openvino_int8': {'control': {'median_ms': 2000}}}}
+    row = benchmark.best_against_torchvision(report)['variants']['control']
+    assert row['best_mode'] == 'openvino_int8' and row['best_vs_torchvision_best'] == round(
+        2000 / 6000, 4)
+    assert row['fp32_mode'] == 'onnxruntime_fp32' and row['fp32_vs_torchvision_fp32'] == 0.44
+    assert row['fp32_vs_torchvision_fp32_cpu'] == 0.45
