@@ -20,8 +20,13 @@ thread, kernel time is the operator's span, not CPU time summed over threads);
 type as its CPU plugin ran it, fused nodes under the surviving node; `--enable_mkldnn_bfloat16`
 selects its bf16 precision). Both profile the model as deploy's backend loads it: in fp32, with
 the large 3x3 convolutions in Winograd form unless --winograd off (deploy/python/winograd.py).
+With `--statistic min` (ONNX backends) each node counts with its fastest run instead of the mean
+of the runs: other work on the machine only ever adds time to a node, so the sum of per-node
+minima is a latency floor that noise cannot raise, and two models' floors compare to a fraction
+of a percent where whole-run timings scatter by several percent.
 """
 import argparse
+import bisect
 import json
 import os
 import re
@@ -113,7 +118,22 @@ def _runtime_model(path, runtime, int8, bf16, winograd):
         raise SystemExit(f"error: {e}")
 
 
-def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False, winograd=True):
+STATISTICS = ('mean', 'min')
+
+
+def per_op(node_times, runs, statistic):
+    """{op type: ms} from {(op type, node): [ms in each run]}: each node's mean over `runs`
+    (a run it did not execute in counts 0) or its fastest run, summed per op type."""
+    ops = {}
+    for (op, _), times in node_times.items():
+        times = list(times) + [0.0] * (runs - len(times))
+        value = sum(times) / runs if statistic == 'mean' else min(times)
+        ops[op] = ops.get(op, 0.0) + value
+    return ops
+
+
+def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False, winograd=True,
+                        statistic='mean'):
     """{op type: ms per run} of ONNX Runtime's kernels, the first run left out."""
     import onnxruntime
     options = onnxruntime.SessionOptions()
@@ -133,18 +153,20 @@ def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False, win
             session.run(None, feed)
         with open(session.end_profiling()) as f:
             events = json.load(f)
-    first_end = min(e['ts'] + e['dur'] for e in events
-                    if e.get('cat') == 'Session' and e['name'] == 'model_run')
-    ops = {}
+    run_starts = sorted(e['ts'] for e in events
+                        if e.get('cat') == 'Session' and e['name'] == 'model_run')
+    node_times = {}  # (op type, node) -> {run: ms}
     for e in events:
-        if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time') and e['ts'] > first_end:
-            op = e['args']['op_name']
-            ops[op] = ops.get(op, 0.0) + e['dur'] / 1000.0 / runs
-    return ops
+        if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time'):
+            run = bisect.bisect_right(run_starts, e['ts']) - 1
+            if run >= 1:  # the first run left out
+                per_run = node_times.setdefault((e['args']['op_name'], e['name']), {})
+                per_run[run] = per_run.get(run, 0.0) + e['dur'] / 1000.0
+    return per_op({k: v.values() for k, v in node_times.items()}, runs, statistic)
 
 
 def profile_openvino(model_dir, height, width, runs, threads, bf16=False, int8=False,
-                     winograd=True):
+                     winograd=True, statistic='mean'):
     """{node type: ms per run} from OpenVINO's CPU performance counters, the first run left
     out. The model is compiled for the input's shape, as deploy's OpenVINO backend does."""
     import openvino
@@ -158,14 +180,14 @@ def profile_openvino(model_dir, height, width, runs, threads, bf16=False, int8=F
     predictor.run(inputs)  # compiles the model for this input shape
     ((_, request),) = predictor.specialised.values()
     feed = {name: inputs[name] for name in predictor.input_names}
-    ops = {}
+    node_times = {}  # (node type, node) -> [ms in each run]
     for _ in range(runs):
         request.infer(feed)
         for info in request.get_profiling_info():
             if info.status == info.Status.EXECUTED:
-                ops[info.node_type] = (ops.get(info.node_type, 0.0)
-                                       + info.real_time.total_seconds() * 1000.0 / runs)
-    return ops
+                node_times.setdefault((info.node_type, info.node_name), []).append(
+                    info.real_time.total_seconds() * 1000.0)
+    return per_op(node_times, runs, statistic)
 
 
 def markdown(names, per_model, top):
@@ -197,6 +219,9 @@ def main(argv=None):
     p.add_argument('--winograd', choices=('on', 'off'), default='on',
                    help='ONNX backends, fp32: 3x3 convolutions in Winograd form (as deploy runs '
                    'them) or direct')
+    p.add_argument('--statistic', choices=STATISTICS, default='mean',
+                   help="ONNX backends: each node's mean over the runs, or its fastest run "
+                   "(min: a floor that other work on the machine cannot raise)")
     p.add_argument('--top', type=int, default=25)
     p.add_argument('--output', help='also write the per-op figures as JSON here')
     args = p.parse_args(argv)
@@ -208,17 +233,21 @@ def main(argv=None):
             p.error("--enable_mkldnn_bfloat16 needs --enable_mkldnn")
         if args.int8:
             p.error("--int8: the ONNX backends only")
+        if args.statistic != 'mean':
+            p.error("--statistic min: the ONNX backends only (Paddle's profiler sums the runs)")
         per_model = [profile(d, *args.size, args.runs, args.cpu_threads, args.enable_mkldnn,
                              args.enable_mkldnn_bfloat16) for d in args.model_dirs]
     elif args.backend == 'onnxruntime':
         if args.enable_mkldnn_bfloat16:
             p.error("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path")
         per_model = [profile_onnxruntime(d, *args.size, args.runs, args.cpu_threads, args.int8,
-                                         args.winograd == 'on') for d in args.model_dirs]
+                                         args.winograd == 'on', args.statistic)
+                     for d in args.model_dirs]
     else:
         per_model = [profile_openvino(d, *args.size, args.runs, args.cpu_threads,
                                       args.enable_mkldnn_bfloat16, args.int8,
-                                      args.winograd == 'on') for d in args.model_dirs]
+                                      args.winograd == 'on', args.statistic)
+                     for d in args.model_dirs]
     print(markdown(names, per_model, args.top))
     if args.output:
         with open(args.output, 'w') as f:

@@ -119,12 +119,25 @@ def test_benchmark_onnx_backend_mode(repo_root, shapes_dataset, tmp_path):
     # per-op profiles of the ONNX export from each runtime's own profiler
     from deploy import op_breakdown
     for backend, conv in (('onnxruntime', 'Conv'), ('openvino', 'Convolution')):
-        profile = tmp_path / f'{backend}.json'
-        op_breakdown.main(['--backend', backend, '--model_dirs',
-                           str(out / 'export_onnx' / 'gc_add_lean'), '--size', '96', '96',
-                           '--runs', '1', '--cpu_threads', '1', '--output', str(profile)])
-        ops = json.loads(profile.read_text())['gc_add_lean']
-        assert ops[conv] > 0 and all(ms >= 0 for ms in ops.values())
+        for statistic in ('mean', 'min'):
+            profile = tmp_path / f'{backend}_{statistic}.json'
+            op_breakdown.main(['--backend', backend, '--model_dirs',
+                               str(out / 'export_onnx' / 'gc_add_lean'), '--size', '96', '96',
+                               '--runs', '2', '--cpu_threads', '1', '--statistic', statistic,
+                               '--output', str(profile)])
+            ops = json.loads(profile.read_text())['gc_add_lean']
+            assert ops[conv] > 0 and all(ms >= 0 for ms in ops.values())
+
+
+def test_op_breakdown_per_node_statistics(capsys):
+    from deploy import op_breakdown
+    # node b ran in one of the two runs (counts 0 in the other)
+    node_times = {('Conv', 'a'): [3.0, 1.0], ('Conv', 'b'): [2.0], ('Add', 'c'): [1.0, 1.5]}
+    assert op_breakdown.per_op(node_times, 2, 'mean') == {'Conv': 3.0, 'Add': 1.25}
+    assert op_breakdown.per_op(node_times, 2, 'min') == {'Conv': 1.0, 'Add': 1.0}
+    with pytest.raises(SystemExit) as exit_info:
+        op_breakdown.main(['--model_dirs', 'x', '--statistic', 'min'])
+    assert exit_info.value.code == 2 and '--statistic min' in capsys.readouterr().err
 
 
 def test_best_against_torchvision_takes_each_models_fastest_fp32_mode():
