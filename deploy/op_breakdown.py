@@ -22,8 +22,9 @@ selects its bf16 precision). Both profile the model as deploy's backend loads it
 the large 3x3 convolutions in Winograd form unless --winograd off (deploy/python/winograd.py).
 With `--statistic min` (ONNX backends) each node counts with its fastest run instead of the mean
 of the runs: other work on the machine only ever adds time to a node, so the sum of per-node
-minima is a latency floor that noise cannot raise, and two models' floors compare to a fraction
-of a percent where whole-run timings scatter by several percent.
+minima is a latency floor that short interruptions cannot raise. It does not remove slow phases
+that outlast a model's runs (the models are profiled one after another; BENCHMARKS.md, tenth
+run).
 """
 import argparse
 import bisect
