@@ -21,7 +21,7 @@ where its scales are constant.
 """
 import numpy as np
 
-from .onnx_graph import GraphIndex, attributes, remove_unused
+from .onnx_graph import GraphIndex, attributes, dequantized_initializer, remove_unused
 
 _PREFIX = 'gate_in_requantization'
 
@@ -44,13 +44,11 @@ def _quantize_dequantize(name, g):
 def _dequantized_constant(name, g):
     """(quantized value name, scale, zero point name, axis) if `name` is a DequantizeLinear of an
     initializer with constant scale and zero point; else None."""
-    node = g.producer.get(name)
-    if node is None or node.op_type != 'DequantizeLinear' or len(node.input) != 3:
+    found = dequantized_initializer(name, g)
+    if found is None or found[3] is None:
         return None
-    scale = g.constant(node.input[1])
-    if node.input[0] not in g.values or scale is None or g.constant(node.input[2]) is None:
-        return None
-    return node.input[0], scale, node.input[2], attributes(node).get('axis', 1)
+    node = found[0]
+    return node.input[0], found[2], node.input[2], attributes(node).get('axis', 1)
 
 
 def _is_channel_vector(name, channels, g, shapes):

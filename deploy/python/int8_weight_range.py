@@ -5,8 +5,9 @@ weights with VPMADDUBSW, which adds each pair of products into an int16 and satu
 with 8-bit weights a pair reaches 2 * 255 * 127 = 64770. ONNX Runtime's and OpenVINO's int8
 convolutions both take that path there (measured on an AVX2-only AMD EPYC: a 3x3 convolution of
 random 8-bit levels came out up to 13 output levels off in both runtimes, and a quantized Mask
-R-CNN's detections moved with it; deploy/README.md, int8 section). With weights of at most 64 in magnitude a pair stays within
-2 * 255 * 64 = 32640, the limit ONNX Runtime's quantizer keeps with `reduce_range`.
+R-CNN's detections moved with it; deploy/README.md, int8 section). With weights of at most 64
+in magnitude a pair stays within 2 * 255 * 64 = 32640, the limit ONNX Runtime's quantizer keeps
+with `reduce_range`.
 
 `model_int8.onnx` keeps 8-bit weights (exact where the CPU has VNNI, AMX or is not x86). Where
 `saturates` finds that the runtime's int8 convolution loses sums on this CPU (a small probe model
@@ -20,7 +21,7 @@ import functools
 
 import numpy as np
 
-from .onnx_graph import GraphIndex, remove_unused
+from .onnx_graph import GraphIndex, dequantized_initializer, remove_unused
 
 NARROW_LEVEL = 64  # |weight level| at most, so that 2 * 255 * NARROW_LEVEL fits an int16
 _SUFFIX = '_narrowed'
@@ -45,7 +46,8 @@ def _probe():
              helper.make_node('DequantizeLinear', ['y_q', 'y_scale', 'y_zero'], ['y'])]
     shape = [1, channels, size, size]
     graph = helper.make_graph(
-        nodes, 'int8_saturation_probe', [helper.make_tensor_value_info('x', TensorProto.FLOAT, shape)],
+        nodes, 'int8_saturation_probe',
+        [helper.make_tensor_value_info('x', TensorProto.FLOAT, shape)],
         [helper.make_tensor_value_info('y', TensorProto.FLOAT, shape)],
         [numpy_helper.from_array(value, name) for name, value in constants.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
@@ -84,28 +86,15 @@ def saturates(backend):
     return not np.allclose(interior, exact, rtol=0.01)
 
 
-def _int8_weight(conv, g):
-    """(DequantizeLinear node, levels, scale) of `conv`'s weight if it is an int8 constant with
-    zero points 0 dequantized by constant scales; else None."""
-    node = g.producer.get(conv.input[1]) if len(conv.input) > 1 else None
-    if node is None or node.op_type != 'DequantizeLinear' or node.input[0] not in g.values:
+def _dequantized_input(conv, index, dtype, g):
+    """(DequantizeLinear node, levels, scale) of input `index` of `conv` if it is a `dtype`
+    constant with zero points 0 dequantized by a constant scale; else None."""
+    if len(conv.input) <= index or not conv.input[index]:
         return None
-    levels, scale = g.constant(node.input[0]), g.constant(node.input[1])
-    zero = g.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(1)
-    if levels.dtype != np.int8 or scale is None or zero is None or np.any(zero != 0):
+    found = dequantized_initializer(conv.input[index], g)
+    if found is None or found[1].dtype != dtype or (found[3] is not None and np.any(found[3])):
         return None
-    return node, levels, scale
-
-
-def _int32_bias(conv, g):
-    """(DequantizeLinear node, int32 levels, scale) of `conv`'s quantized bias, or None."""
-    node = g.producer.get(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
-    if node is None or node.op_type != 'DequantizeLinear' or node.input[0] not in g.values:
-        return None
-    levels, scale = g.constant(node.input[0]), g.constant(node.input[1])
-    if levels.dtype != np.int32 or scale is None:
-        return None
-    return node, levels, scale
+    return found[:3]
 
 
 def _replace(node, index, value, graph, g):
@@ -125,14 +114,16 @@ def rewrite(model):
     graph = model.graph
     g = GraphIndex(graph)
     narrowed = 0
-    for conv in [n for n in graph.node if n.op_type in ('Conv', 'ConvTranspose')]:
-        weight = _int8_weight(conv, g)
+    for conv in graph.node:
+        if conv.op_type not in ('Conv', 'ConvTranspose'):
+            continue
+        weight = _dequantized_input(conv, 1, np.int8, g)
         if weight is None or np.abs(weight[1].astype(np.int16)).max() <= NARROW_LEVEL:
             continue
         node, levels, scale = weight
         if len(g.consumers.get(node.output[0], [])) != 1:
             continue  # a weight shared with another op keeps its levels
-        bias = _int32_bias(conv, g)
+        bias = _dequantized_input(conv, 2, np.int32, g)
         if bias is not None and len(g.consumers.get(bias[0].output[0], [])) != 1:
             continue
         half = np.round(levels.astype(np.float32) / 2).astype(np.int8)   # within [-64, 64]

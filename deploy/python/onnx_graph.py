@@ -34,6 +34,21 @@ class GraphIndex:
         return consumers[0] if len(consumers) == 1 and name not in self.read_outside else None
 
 
+def dequantized_initializer(name, g):
+    """(the DequantizeLinear node, its levels, scale, zero point or None) if `name` is a
+    DequantizeLinear of an initializer with a constant scale (and zero point, where it has one);
+    else None. `g` is the graph's GraphIndex."""
+    node = g.producer.get(name)
+    if node is None or node.op_type != 'DequantizeLinear' or node.input[0] not in g.values:
+        return None
+    scale = g.constant(node.input[1])
+    has_zero = len(node.input) > 2 and bool(node.input[2])
+    zero = g.constant(node.input[2]) if has_zero else None
+    if scale is None or (has_zero and zero is None):
+        return None
+    return node, g.constant(node.input[0]), scale, zero
+
+
 def subgraph_reads(graph):
     """The tensor names read by the nodes of `graph`'s subgraphs (If / Loop / Scan bodies)."""
     from onnx import AttributeProto
