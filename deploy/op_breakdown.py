@@ -20,17 +20,26 @@ thread, kernel time is the operator's span, not CPU time summed over threads);
 type as its CPU plugin ran it, fused nodes under the surviving node; `--enable_mkldnn_bfloat16`
 selects its bf16 precision). Both profile the model as deploy's backend loads it: in fp32, with
 the large 3x3 convolutions in Winograd form unless --winograd off (deploy/python/winograd.py).
-With `--statistic min` (ONNX backends) each node counts with its fastest run instead of the mean
-of the runs: other work on the machine only ever adds time to a node, so the sum of per-node
-minima is a latency floor that short interruptions cannot raise. It does not remove slow phases
-that outlast a model's runs (the models are profiled one after another; BENCHMARKS.md, tenth
-run).
+The ONNX backends load every model first and then run them in rounds, each model once per
+round, the order rotating: a slow phase of the machine (on a shared VM they last tens of seconds)
+falls on all models alike rather than on whichever was being profiled. With `--statistic min`
+each node counts with its fastest run instead of the mean of the runs: other work on the machine
+only ever adds time to a node, so the sum of per-node minima is a latency floor that
+interruptions cannot raise, and with the rounds interleaved, the models' floors are comparable.
+Comparable, not equal: loads of one model, profiled side by side, differ by a few percent in
+their largest nodes (three loads of the control, ONNX Runtime int8: 1960 to 2034 ms), more than
+GC's whole cost. So the
+ONNX backends also print the work each later model adds to the first (added_work): nodes are
+matched by op type and input shapes, identical work cancels, and what remains is what the later
+model runs that the first does not (for GC: the context, transform and fusion nodes, and the
+nodes whose fusion GC changes), each at its own per-node figure.
 """
 import argparse
 import bisect
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -122,73 +131,147 @@ def _runtime_model(path, runtime, int8, bf16, winograd):
 STATISTICS = ('mean', 'min')
 
 
-def per_op(node_times, runs, statistic):
-    """{op type: ms} from {(op type, node): [ms in each run]}: each node's mean over `runs`
-    (a run it did not execute in counts 0) or its fastest run, summed per op type."""
-    ops = {}
-    for (op, _), times in node_times.items():
+def per_node(node_times, runs, statistic):
+    """{(op type, node): ms} from {(op type, node): [ms in each run]}: each node's mean over
+    `runs` (a run it did not execute in counts 0) or its fastest run."""
+    nodes = {}
+    for key, times in node_times.items():
         times = list(times) + [0.0] * (runs - len(times))
-        value = sum(times) / runs if statistic == 'mean' else min(times)
-        ops[op] = ops.get(op, 0.0) + value
+        nodes[key] = sum(times) / runs if statistic == 'mean' else min(times)
+    return nodes
+
+
+def per_op(node_times, runs, statistic):
+    """{op type: ms}: per_node summed per op type."""
+    ops = {}
+    for (op, _), ms in per_node(node_times, runs, statistic).items():
+        ops[op] = ops.get(op, 0.0) + ms
     return ops
 
 
-def profile_onnxruntime(model_dir, height, width, runs, threads, int8=False, winograd=True,
-                        statistic='mean'):
-    """{op type: ms per run} of ONNX Runtime's kernels, the first run left out."""
-    import onnxruntime
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    options.enable_profiling = True
-    with tempfile.TemporaryDirectory() as scratch:
-        options.profile_file_prefix = os.path.join(scratch, 'ort')
+class OnnxRuntimeProfile:
+    """One export under ONNX Runtime's profiler: kernel time per node and run, the first run
+    (made here) left out."""
+
+    def __init__(self, model_dir, inputs, threads, int8=False, winograd=True, scratch=None):
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        options.enable_profiling = True
+        # ONNX Runtime names the file by the second it starts: one directory per session
+        options.profile_file_prefix = os.path.join(tempfile.mkdtemp(dir=scratch), 'ort')
         source = _runtime_model(_onnx_file(model_dir, int8), 'ONNX Runtime', int8, False,
                                 winograd)
-        session = onnxruntime.InferenceSession(source, options,
-                                               providers=['CPUExecutionProvider'])
-        inputs = _onnx_inputs(height, width)
-        feed = {i.name: inputs[i.name] for i in session.get_inputs()}
-        for _ in range(runs + 1):
-            session.run(None, feed)
-        with open(session.end_profiling()) as f:
+        self.session = onnxruntime.InferenceSession(source, options,
+                                                    providers=['CPUExecutionProvider'])
+        self.feed = {i.name: inputs[i.name] for i in self.session.get_inputs()}
+        self.signatures = {}  # node -> (op type, input shapes, output shapes)
+        self.run()
+
+    def run(self):
+        self.session.run(None, self.feed)
+
+    def node_times(self):
+        """{(op type, node): [ms in each run it executed in]}; ends the profiling."""
+        path = self.session.end_profiling()
+        with open(path) as f:
             events = json.load(f)
-    run_starts = sorted(e['ts'] for e in events
-                        if e.get('cat') == 'Session' and e['name'] == 'model_run')
-    node_times = {}  # (op type, node) -> {run: ms}
-    for e in events:
-        if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time'):
-            run = bisect.bisect_right(run_starts, e['ts']) - 1
-            if run >= 1:  # the first run left out
-                per_run = node_times.setdefault((e['args']['op_name'], e['name']), {})
-                per_run[run] = per_run.get(run, 0.0) + e['dur'] / 1000.0
-    return per_op({k: v.values() for k, v in node_times.items()}, runs, statistic)
+        os.remove(path)
+        run_starts = sorted(e['ts'] for e in events
+                            if e.get('cat') == 'Session' and e['name'] == 'model_run')
+        node_times = {}  # (op type, node) -> {run: ms}
+        for e in events:
+            if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time'):
+                self.signatures.setdefault(e['name'], (
+                    e['args']['op_name'], json.dumps(e['args'].get('input_type_shape')),
+                    json.dumps([list(o) for o in e['args'].get('output_type_shape', [])])))
+                run = bisect.bisect_right(run_starts, e['ts']) - 1
+                if run >= 1:  # the first run left out
+                    per_run = node_times.setdefault((e['args']['op_name'], e['name']), {})
+                    per_run[run] = per_run.get(run, 0.0) + e['dur'] / 1000.0
+        return {k: list(v.values()) for k, v in node_times.items()}
 
 
-def profile_openvino(model_dir, height, width, runs, threads, bf16=False, int8=False,
-                     winograd=True, statistic='mean'):
-    """{node type: ms per run} from OpenVINO's CPU performance counters, the first run left
-    out. The model is compiled for the input's shape, as deploy's OpenVINO backend does."""
-    import openvino
-    from deploy.python.backends.openvino_backend import OpenVinoPredictor, read_model
-    core, path = openvino.Core(), _onnx_file(model_dir, int8)
-    source = _runtime_model(path, 'OpenVINO', int8, bf16, winograd)
-    predictor = OpenVinoPredictor(core, read_model(core, path, source), {
-        'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32',
-        'INFERENCE_NUM_THREADS': threads, 'PERF_COUNT': True}, path)
-    inputs = _onnx_inputs(height, width)
-    predictor.run(inputs)  # compiles the model for this input shape
-    ((_, request),) = predictor.specialised.values()
-    feed = {name: inputs[name] for name in predictor.input_names}
-    node_times = {}  # (node type, node) -> [ms in each run]
-    for _ in range(runs):
-        request.infer(feed)
-        for info in request.get_profiling_info():
+class OpenVinoProfile:
+    """One export under OpenVINO's CPU performance counters: real time per node and run, the
+    first run (made here, it compiles the model for the input's shape as deploy's OpenVINO
+    backend does) left out."""
+
+    def __init__(self, model_dir, inputs, threads, int8=False, winograd=True, bf16=False):
+        import openvino
+        from deploy.python.backends.openvino_backend import OpenVinoPredictor, read_model
+        core, path = openvino.Core(), _onnx_file(model_dir, int8)
+        source = _runtime_model(path, 'OpenVINO', int8, bf16, winograd)
+        predictor = OpenVinoPredictor(core, read_model(core, path, source), {
+            'INFERENCE_PRECISION_HINT': 'bf16' if bf16 else 'f32',
+            'INFERENCE_NUM_THREADS': threads, 'PERF_COUNT': True}, path)
+        predictor.run(inputs)
+        ((compiled, self.request),) = predictor.specialised.values()
+        self.feed = {name: inputs[name] for name in predictor.input_names}
+        self.times = {}  # (node type, node) -> [ms in each run]
+        self.signatures = {  # node -> (node type, input shapes, output precisions)
+            op.get_friendly_name(): (
+                op.get_rt_info()['layerType'].astype(str),
+                repr([str(i.get_partial_shape()) for i in op.inputs()]),
+                repr([str(o.get_element_type()) for o in op.outputs()]))
+            for op in compiled.get_runtime_model().get_ordered_ops()}
+
+    def run(self):
+        self.request.infer(self.feed)
+        for info in self.request.get_profiling_info():
             if info.status == info.Status.EXECUTED:
-                node_times.setdefault((info.node_type, info.node_name), []).append(
+                self.times.setdefault((info.node_type, info.node_name), []).append(
                     info.real_time.total_seconds() * 1000.0)
-    return per_op(node_times, runs, statistic)
+
+    def node_times(self):
+        return self.times
+
+
+def run_interleaved(profiles, runs):
+    """`runs` rounds, each model once per round, the order rotating from round to round: a
+    slow phase of the machine falls on every model alike instead of on the one profiled in it."""
+    for r in range(runs):
+        s = r % len(profiles)
+        for profile in profiles[s:] + profiles[:s]:
+            profile.run()
+    return [(profile.node_times(), profile.signatures) for profile in profiles]
+
+
+def added_work(base, model, runs, statistic):
+    """{op type: ms} of the work `model` adds to `base`, each a ({(op type, node): [ms]},
+    {node: signature}) pair. Nodes are matched by signature (op type, input shapes, output
+    types; not output shapes, which NMS makes data-dependent): nodes of one signature do the
+    same work, so only a signature's count can differ, and each node more (or fewer) costs the
+    signature's median node. Identical work cancels exactly instead of adding its run-to-run
+    and load-to-load scatter to the difference."""
+    values = {}  # signature -> ([per-node ms in base], [per-node ms in model])
+    for side, (node_times, signatures) in enumerate((base, model)):
+        for (op, node), ms in per_node(node_times, runs, statistic).items():
+            values.setdefault(signatures.get(node, (op, node)), ([], []))[side].append(ms)
+    added = {}
+    for signature, (in_base, in_model) in values.items():
+        if len(in_model) != len(in_base):
+            node_ms = statistics.median(in_base + in_model)
+            added[signature[0]] = (added.get(signature[0], 0.0)
+                                   + (len(in_model) - len(in_base)) * node_ms)
+    return added
+
+
+def profile_onnx(backend, model_dirs, height, width, runs, threads, int8=False, winograd=True,
+                 bf16=False):
+    """[(node times, node signatures)] of each export, every model loaded first and the models
+    run interleaved."""
+    inputs = _onnx_inputs(height, width)
+    with tempfile.TemporaryDirectory() as scratch:
+        if backend == 'onnxruntime':
+            profiles = [OnnxRuntimeProfile(d, inputs, threads, int8, winograd, scratch)
+                        for d in model_dirs]
+        else:
+            profiles = [OpenVinoProfile(d, inputs, threads, int8, winograd, bf16)
+                        for d in model_dirs]
+        return run_interleaved(profiles, runs)
 
 
 def markdown(names, per_model, top):
@@ -203,6 +286,23 @@ def markdown(names, per_model, top):
     totals = [sum(m.values()) for m in per_model]
     lines.append('| **all ops** | ' + ' | '.join(f'{t:.1f}' for t in totals) + ' | ' + ' | '.join(
         f'{t - totals[0]:+.1f}' for t in totals[1:]) + ' |')
+    return '\n'.join(lines)
+
+
+def markdown_added(names, added, base_total, top):
+    """The work each later model adds to the first (added_work), per op type, and its share
+    of the first model's time."""
+    order = sorted(set().union(*added), key=lambda op: -max(abs(a.get(op, 0)) for a in added))
+    lines = [f'Work added to {names[0]} (nodes with no same-shape node in it; identical work '
+             'cancels):', '',
+             '| op | ' + ' | '.join(f'{n} - {names[0]} ms' for n in names[1:]) + ' |',
+             '| --- |' + ' ---: |' * len(added)]
+    for op in order[:top]:
+        lines.append(f'| {op} | ' + ' | '.join(f'{a.get(op, 0.0):+.1f}' for a in added) + ' |')
+    totals = [sum(a.values()) for a in added]
+    lines.append('| **added** | ' + ' | '.join(f'{t:+.1f}' for t in totals) + ' |')
+    lines.append('| **(first + added) / first** | ' + ' | '.join(
+        f'{(base_total + t) / base_total:.4f}' for t in totals) + ' |')
     return '\n'.join(lines)
 
 
@@ -226,6 +326,7 @@ def main(argv=None):
     p.add_argument('--top', type=int, default=25)
     p.add_argument('--output', help='also write the per-op figures as JSON here')
     args = p.parse_args(argv)
+    added = []
     names = [os.path.basename(os.path.normpath(d)) for d in args.model_dirs]
     if args.runs < 1:
         p.error(f"--runs {args.runs}: must be >= 1")
@@ -238,21 +339,24 @@ def main(argv=None):
             p.error("--statistic min: the ONNX backends only (Paddle's profiler sums the runs)")
         per_model = [profile(d, *args.size, args.runs, args.cpu_threads, args.enable_mkldnn,
                              args.enable_mkldnn_bfloat16) for d in args.model_dirs]
-    elif args.backend == 'onnxruntime':
-        if args.enable_mkldnn_bfloat16:
-            p.error("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path")
-        per_model = [profile_onnxruntime(d, *args.size, args.runs, args.cpu_threads, args.int8,
-                                         args.winograd == 'on', args.statistic)
-                     for d in args.model_dirs]
     else:
-        per_model = [profile_openvino(d, *args.size, args.runs, args.cpu_threads,
-                                      args.enable_mkldnn_bfloat16, args.int8,
-                                      args.winograd == 'on', args.statistic)
-                     for d in args.model_dirs]
+        if args.backend == 'onnxruntime' and args.enable_mkldnn_bfloat16:
+            p.error("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path")
+        profiles = profile_onnx(args.backend, args.model_dirs, *args.size, args.runs,
+                                args.cpu_threads, args.int8, args.winograd == 'on',
+                                args.enable_mkldnn_bfloat16)
+        per_model = [per_op(times, args.runs, args.statistic) for times, _ in profiles]
+        added = [added_work(profiles[0], other, args.runs, args.statistic)
+                 for other in profiles[1:]]
     print(markdown(names, per_model, args.top))
+    report = dict(zip(names, per_model))
+    if args.backend != 'paddle' and added:
+        print()
+        print(markdown_added(names, added, sum(per_model[0].values()), args.top))
+        report['added_work'] = dict(zip(names[1:], added))
     if args.output:
         with open(args.output, 'w') as f:
-            json.dump(dict(zip(names, per_model)), f, indent=2)
+            json.dump(report, f, indent=2)
 
 
 if __name__ == '__main__':
