@@ -103,3 +103,39 @@ def test_onnxruntime_fuses_the_annotated_residuals(lean_add_export, tmp_path):
         pytest.skip("ONNX Runtime runs no blocked (NCHWc) convolutions on this CPU")
     assert counts['plain']['Relu'] - counts['annotated']['Relu'] == LEAN_BLOCKS, counts
     assert counts['plain']['Add'] - counts['annotated']['Add'] == LEAN_BLOCKS, counts
+
+
+def test_onnxruntime_fp32_adds_the_context_by_rows(lean_add_export):
+    """deploy's ONNX Runtime fp32 load (runtime_model) adds each lean residual's context as rows
+    (deploy/python/context_add_rows.py): 13 rewritten, the same outputs bit for bit at both
+    input sizes; OpenVINO, and a model without the annotations, load without it."""
+    import onnx
+    from deploy.python import context_add_rows
+    from deploy.python.backends.onnx_model import runtime_model
+    from deploy.python.predictor import PredictorOptions
+    directory, _ = lean_add_export
+    path = os.path.join(directory, 'model.onnx')
+    options = PredictorOptions(backend='onnxruntime', winograd=False).check()
+    rewritten = onnx.load_from_string(runtime_model(path, options, 'ONNX Runtime'))
+    expands = [n for n in rewritten.graph.node if n.op_type == 'Expand']
+    assert len(expands) == LEAN_BLOCKS
+    producers = {out: n for n in rewritten.graph.node for out in n.output}
+    consumers = {}
+    for node in rewritten.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for expand in expands:
+        (unit,) = consumers[expand.output[0]]
+        (add,) = consumers[unit.output[0]]
+        groups = {a.name: a.i for a in unit.attribute}['group']
+        assert unit.op_type == 'Conv' and add.op_type == 'Add' and groups in (512, 1024, 2048)
+        assert producers[expand.input[0]].op_type != 'Expand'
+    original, rows = _ort_session(path), _ort_session(rewritten.SerializeToString())
+    for image in _inputs():
+        for a, b in zip(original.run(None, {'image': image}), rows.run(None, {'image': image})):
+            assert np.array_equal(a, b)
+    assert runtime_model(path, PredictorOptions(backend='openvino', winograd=False).check(),
+                         'OpenVINO') == path
+    plain = onnx.load(path)
+    del plain.graph.value_info[:]
+    assert context_add_rows.rewrite(plain) == 0

@@ -45,13 +45,15 @@ def load_error(path, runtime, error):
 def runtime_model(path, options, runtime):
     """What `runtime` loads for the ONNX file `path` run with `options`: the file itself, or its
     bytes rewritten for that run: in fp32 (not int8, not bf16) with `options.winograd`, the large
-    3x3 convolutions in Winograd form (deploy/python/winograd.py); in int8, the convolution
-    weights narrowed to 7 bits where this CPU's int8 dot product saturates
+    3x3 convolutions in Winograd form (deploy/python/winograd.py), and in ONNX Runtime fp32 GC
+    add's context added a row at a time (deploy/python/context_add_rows.py); in int8, the
+    convolution weights narrowed to 7 bits where this CPU's int8 dot product saturates
     (deploy/python/int8_weight_range.py) and, in ONNX Runtime, GC gates applied by the
     convolutions' requantization (deploy/python/int8_gate_scale.py)."""
-    from .. import int8_gate_scale, int8_weight_range, winograd
+    from .. import context_add_rows, int8_gate_scale, int8_weight_range, winograd
     int8 = options.run_mode == 'int8'
-    if not int8 and (options.enable_mkldnn_bfloat16 or not options.winograd):
+    fp32 = not int8 and not options.enable_mkldnn_bfloat16
+    if not int8 and not (fp32 and (options.winograd or options.backend == 'onnxruntime')):
         return path
     onnx = import_optional('onnx', options.backend)  # the rewrites and the int8 probe use it
     rewrites = []
@@ -61,7 +63,10 @@ def runtime_model(path, options, runtime):
         if options.backend == 'onnxruntime':
             rewrites.append(int8_gate_scale.rewrite)  # after narrowing: it reads the scales
     else:
-        rewrites.append(winograd.rewrite)
+        if options.winograd:
+            rewrites.append(winograd.rewrite)
+        if options.backend == 'onnxruntime':
+            rewrites.append(context_add_rows.rewrite)
     if not rewrites:
         return path
     try:
