@@ -28,14 +28,6 @@ _PREFIX = 'gc_context_rows'
 _RESIDUAL_HEIGHT = re.compile(r'^gc_residual\d+_height$')
 
 
-def _copied(name, g):
-    """The first producer of `name` that is not an Identity (None for a graph input)."""
-    node = g.producer.get(name)
-    while node is not None and node.op_type == 'Identity':
-        node = g.producer.get(node.input[0])
-    return node
-
-
 def _consumers(name, g):
     """The nodes reading `name`, directly or through Identity copies (not the copies)."""
     found = []
@@ -64,7 +56,7 @@ def _context_adds(graph, g):
         add = g.producer.get(name)
         if add is None or add.op_type != 'Add' or len(add.input) != 2:
             continue
-        kinds = [getattr(_copied(i, g), 'op_type', None) for i in add.input]
+        kinds = [getattr(g.source(i), 'op_type', None) for i in add.input]
         shortcut = [k in ('Relu', 'BatchNormalization') for k in kinds]
         if sorted(shortcut) != [False, True]:
             continue
@@ -72,9 +64,9 @@ def _context_adds(graph, g):
         outer = [c for c in _consumers(name, g) if c.op_type == 'Add']
         if len(outer) != 1:
             continue
-        other = [i for i in outer[0].input if _copied(i, g) is not add]
-        norm = _copied(other[0], g) if len(other) == 1 else None
-        conv = _copied(norm.input[0], g) if norm is not None and \
+        other = [i for i in outer[0].input if g.source(i) is not add]
+        norm = g.source(other[0]) if len(other) == 1 else None
+        conv = g.source(norm.input[0]) if norm is not None and \
             norm.op_type == 'BatchNormalization' else None
         if conv is None or conv.op_type != 'Conv':
             continue

@@ -17,6 +17,14 @@ class GraphIndex:
         self.values = {init.name: init for init in graph.initializer}
         self._array = numpy_helper.to_array
 
+    def source(self, name):
+        """The first producer of `name` that is not an Identity (None for a graph input or an
+        initializer)."""
+        node = self.producer.get(name)
+        while node is not None and node.op_type == 'Identity':
+            node = self.producer.get(node.input[0])
+        return node
+
     def constant(self, name):
         """The value of `name` if it is an initializer or a Constant node's (through Identity)."""
         node = self.producer.get(name)
