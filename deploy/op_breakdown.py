@@ -28,11 +28,10 @@ only ever adds time to a node, so the sum of per-node minima is a latency floor 
 interruptions cannot raise, and with the rounds interleaved, the models' floors are comparable.
 Comparable, not equal: loads of one model, profiled side by side, differ by a few percent in
 their largest nodes (three loads of the control, ONNX Runtime int8: 1960 to 2034 ms), more than
-GC's whole cost. So the
-ONNX backends also print the work each later model adds to the first (added_work): nodes are
-matched by op type and input shapes, identical work cancels, and what remains is what the later
-model runs that the first does not (for GC: the context, transform and fusion nodes, and the
-nodes whose fusion GC changes), each at its own per-node figure.
+GC's whole cost. So the ONNX backends also print the work each later model adds to the first
+(added_work): nodes are matched by op type and input shapes, identical work cancels, and what
+remains is what the later model runs that the first does not (for GC: the context, transform
+and fusion nodes, and the nodes whose fusion GC changes), each at its own per-node figure.
 """
 import argparse
 import bisect
@@ -167,7 +166,7 @@ class OnnxRuntimeProfile:
         self.session = onnxruntime.InferenceSession(source, options,
                                                     providers=['CPUExecutionProvider'])
         self.feed = {i.name: inputs[i.name] for i in self.session.get_inputs()}
-        self.signatures = {}  # node -> (op type, input shapes, output shapes)
+        self.signatures = {}  # node -> (op type, input shapes, output types)
         self.run()
 
     def run(self):
@@ -350,7 +349,7 @@ def main(argv=None):
                  for other in profiles[1:]]
     print(markdown(names, per_model, args.top))
     report = dict(zip(names, per_model))
-    if args.backend != 'paddle' and added:
+    if added:  # the ONNX backends, more than one model
         print()
         print(markdown_added(names, added, sum(per_model[0].values()), args.top))
         report['added_work'] = dict(zip(names[1:], added))

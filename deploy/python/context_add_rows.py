@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from .onnx_graph import GraphIndex
+from .onnx_graph import GraphIndex, InitializerWriter
 
 _PREFIX = 'gc_context_rows'
 _RESIDUAL_HEIGHT = re.compile(r'^gc_residual\d+_height$')
@@ -77,7 +77,7 @@ def _context_adds(graph, g):
 def rewrite(model):
     """Add every lean GC add context of `model` (an fp32 onnx ModelProto) as rows, in place.
     Returns how many were rewritten."""
-    from onnx import helper, numpy_helper
+    from onnx import helper
     graph = model.graph
     opset = max((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), default=0)
     if opset < 15:  # Shape's start / end
@@ -86,19 +86,13 @@ def rewrite(model):
     adds = _context_adds(graph, g)
     if not adds:
         return 0
-    names = {init.name for init in graph.initializer}
-
-    def constant(name, value):
-        if name not in names:
-            graph.initializer.append(numpy_helper.from_array(value, name))
-            names.add(name)
-        return name
-
-    leading = constant(f'{_PREFIX}/leading_ones', np.ones(3, np.int64))
+    w = InitializerWriter(graph, _PREFIX)
+    leading = w.ints('leading_ones', [1, 1, 1])
     before = {}  # add node -> the nodes computing its rows
     for index, (add, t_index, y, channels) in enumerate(adds):
         tag = f'{_PREFIX}/{index}'
-        unit = constant(f'{_PREFIX}/unit_{channels}', np.ones((channels, 1, 1, 1), np.float32))
+        unit = w.constant(f'{_PREFIX}/unit_{channels}',
+                          np.ones((channels, 1, 1, 1), np.float32))
         before[id(add)] = [
             helper.make_node('Shape', [y], [f'{tag}/y_shape'], start=3, end=4),
             helper.make_node('Concat', [leading, f'{tag}/y_shape'], [f'{tag}/row_shape'],

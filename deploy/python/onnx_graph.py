@@ -1,5 +1,5 @@
-"""Reading and pruning ONNX graphs for the load-time rewrites (winograd, int8_gate_scale,
-int8_weight_range)."""
+"""Reading, extending and pruning ONNX graphs for the load-time rewrites (winograd,
+context_add_rows, int8_gate_scale, int8_weight_range)."""
 
 
 class GraphIndex:
@@ -40,6 +40,28 @@ class GraphIndex:
     def only_consumer(self, name):
         consumers = self.consumers.get(name, [])
         return consumers[0] if len(consumers) == 1 and name not in self.read_outside else None
+
+
+class InitializerWriter:
+    """Initializers for a rewrite's new nodes, each name added once (constants shared by every
+    rewritten site are written a single time)."""
+
+    def __init__(self, graph, prefix):
+        self.graph, self.prefix = graph, prefix
+        self.names = {init.name for init in graph.initializer}
+
+    def constant(self, name, value):
+        import numpy as np
+        from onnx import numpy_helper
+        if name not in self.names:
+            self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+            self.names.add(name)
+        return name
+
+    def ints(self, name, values):
+        """An int64 constant named `prefix/name`."""
+        import numpy as np
+        return self.constant(f'{self.prefix}/{name}', np.array(values, np.int64))
 
 
 def dequantized_initializer(name, g):

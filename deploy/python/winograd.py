@@ -26,7 +26,7 @@ _winograd_nodes for why not an Add).
 """
 import numpy as np
 
-from .onnx_graph import GraphIndex, attributes, remove_unused
+from .onnx_graph import GraphIndex, InitializerWriter, attributes, remove_unused
 
 MIN_CHANNELS = 128  # both input and output channels; below this direct convolution is faster
 
@@ -103,24 +103,6 @@ def _fold_follower(conv, weight, bias, g):
     return weight, bias, output, None
 
 
-class _Writer:
-    """New nodes and initializers; constants shared by every rewritten conv are added once."""
-
-    def __init__(self, graph):
-        self.graph = graph
-        self.names = {init.name for init in graph.initializer}
-
-    def constant(self, name, value):
-        from onnx import numpy_helper
-        if name not in self.names:
-            self.graph.initializer.append(numpy_helper.from_array(np.asarray(value), name))
-            self.names.add(name)
-        return name
-
-    def ints(self, name, values):
-        return self.constant(f'{_PREFIX}/{name}', np.array(values, np.int64))
-
-
 def _winograd_nodes(x, weight, bias, output, tag, w):
     """Nodes computing conv(x, weight, pad 1) + bias into `output`, for any input size."""
     from onnx import helper
@@ -179,7 +161,7 @@ def rewrite(model, min_channels=MIN_CHANNELS):
     how many were replaced."""
     graph = model.graph
     g = GraphIndex(graph)
-    w = _Writer(graph)
+    w = InitializerWriter(graph, _PREFIX)
     folded = set()
     nodes = []
     count = 0
