@@ -306,3 +306,40 @@ def test_onnx_runtime_int8_gates_in_the_requantization(mul_backbone_onnx, quanti
         # Runtime's graph optimizations off) gives 0.117 / 0.067 there.
         assert relative_error(expected, got) < min(0.2, 1.25 * relative_error(expected, qdq))
         assert relative_error(qdq, got) < 0.1
+
+
+@pytest.mark.parametrize('backend', ['onnxruntime', 'openvino'])
+def test_int8_backends_read_the_context_channels_last(mul_backbone_onnx, quantized_backbone,
+                                                      backend, monkeypatch):
+    """What both int8 backends load (runtime_model) reads the 13 contexts channels-last
+    (deploy/python/context_channels_last.py, here on the quantizer's form: y dequantized, the
+    logits without their bias), and computes what the QDQ graph computes: the same sums in
+    another order, rounded to the same levels but where the order moves a value across a
+    rounding boundary."""
+    from deploy.python import int8_gate_scale, int8_weight_range
+    from deploy.python.backends.onnx_model import runtime_model
+    from deploy.python.predictor import PredictorOptions
+    monkeypatch.setattr(int8_weight_range, 'saturates', lambda name: False)
+    monkeypatch.setattr(int8_gate_scale, 'rewrite', lambda model: 0)  # the context alone
+    _, inputs, _ = mul_backbone_onnx
+    target = quantized_backbone[1]
+    source = runtime_model(target, PredictorOptions(backend=backend, run_mode='int8'), backend)
+    loaded = onnx.load_from_string(source)
+    assert sum(n.op_type == 'Transpose' and list(n.attribute[0].ints) == [0, 2, 3, 1]
+               for n in loaded.graph.node) == 13
+    if backend == 'onnxruntime':
+        def run(model):
+            session = ort.InferenceSession(model, providers=['CPUExecutionProvider'])
+            return lambda x: session.run(None, {'image': x})
+    else:
+        import openvino
+        core = openvino.Core()
+
+        def run(model):
+            compiled = core.compile_model(core.read_model(model), 'CPU',
+                                          {'INFERENCE_PRECISION_HINT': 'f32'})
+            return lambda x: list(compiled({'image': x}).values())
+    qdq, channels_last = run(target), run(source)
+    for x in inputs:
+        # measured 0.0 in both (AVX2 CPU): no value crossed a level
+        assert relative_error(qdq(x), channels_last(x)) < 0.005

@@ -64,17 +64,20 @@ def test_every_lean_residual_is_annotated(lean_add_export):
     assert any(f"'gc_residual_shapes': {LEAN_BLOCKS}" in m for m in messages), messages
 
 
+def _runner(runtime, path):
+    """A function: image -> the outputs of the ONNX file `path` in `runtime` (fp32)."""
+    if runtime == 'onnxruntime':
+        session = _ort_session(path)
+        return lambda image: session.run(None, {'image': image})
+    import openvino
+    compiled = openvino.Core().compile_model(path, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
+    return lambda image: list(compiled({'image': image}).values())
+
+
 @pytest.mark.parametrize('runtime', ['onnxruntime', 'openvino'])
 def test_annotated_model_equals_the_paddle_export(lean_add_export, runtime):
     directory, _ = lean_add_export
-    path = os.path.join(directory, 'model.onnx')
-    if runtime == 'onnxruntime':
-        session = _ort_session(path)
-        run = lambda image: session.run(None, {'image': image})  # noqa: E731
-    else:
-        import openvino
-        compiled = openvino.Core().compile_model(path, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})
-        run = lambda image: list(compiled({'image': image}).values())  # noqa: E731
+    run = _runner(runtime, os.path.join(directory, 'model.onnx'))
     for image in _inputs():
         reference = paddle_inference(directory, {'image': image})
         outputs = run(image)
@@ -134,8 +137,49 @@ def test_onnxruntime_fp32_adds_the_context_by_rows(lean_add_export):
     for image in _inputs():
         for a, b in zip(original.run(None, {'image': image}), rows.run(None, {'image': image})):
             assert np.array_equal(a, b)
-    assert runtime_model(path, PredictorOptions(backend='openvino', winograd=False).check(),
-                         'OpenVINO') == path
+    for_openvino = runtime_model(path, PredictorOptions(backend='openvino', winograd=False)
+                                 .check(), 'OpenVINO')  # its context read, not the rows
+    assert 'Expand' not in [n.op_type for n in onnx.load_from_string(for_openvino).graph.node]
     plain = onnx.load(path)
     del plain.graph.value_info[:]
     assert context_add_rows.rewrite(plain) == 0
+
+
+def _transposes_to_channels_last(model):
+    return sum(n.op_type == 'Transpose' and list(n.attribute[0].ints) == [0, 2, 3, 1]
+               for n in model.graph.node)
+
+
+@pytest.mark.parametrize('runtime', ['onnxruntime', 'openvino'])
+def test_context_read_channels_last_computes_the_same(lean_add_export, runtime, tmp_path):
+    """deploy/python/context_channels_last.py on the fp32 export (its logits carry a bias, behind
+    Identity copies): the 13 context reads rewritten, the outputs those of the export at both
+    input sizes (the same sums in another order), and the rewritten form not matched again."""
+    import onnx
+    from deploy.python import context_channels_last
+    directory, _ = lean_add_export
+    path = os.path.join(directory, 'model.onnx')
+    model = onnx.load(path)
+    assert context_channels_last.rewrite(model) == LEAN_BLOCKS
+    onnx.checker.check_model(model)
+    assert _transposes_to_channels_last(model) == LEAN_BLOCKS
+    assert context_channels_last.rewrite(model) == 0
+    onnx.save(model, str(tmp_path / 'channels_last.onnx'))
+    original = _runner(runtime, path)
+    channels_last = _runner(runtime, str(tmp_path / 'channels_last.onnx'))
+    for image in _inputs():
+        assert relative_error(original(image), channels_last(image)) < 1e-5
+
+
+def test_context_read_channels_last_where_the_runtime_keeps_maps_so(lean_add_export):
+    """runtime_model reads the context channels-last for OpenVINO fp32, not for ONNX Runtime fp32
+    (its blocked layout would add a reorder); int8: tests/test_onnx_gc_mul.py."""
+    import onnx
+    from deploy.python.backends.onnx_model import runtime_model
+    from deploy.python.predictor import PredictorOptions
+    directory, _ = lean_add_export
+    path = os.path.join(directory, 'model.onnx')
+    for backend, expected in (('openvino', LEAN_BLOCKS), ('onnxruntime', 0)):
+        options = PredictorOptions(backend=backend, winograd=False).check()
+        loaded = onnx.load_from_string(runtime_model(path, options, backend))
+        assert _transposes_to_channels_last(loaded) == expected, backend

@@ -42,31 +42,43 @@ def load_error(path, runtime, error):
     return DeployError(f"{path}: {runtime} cannot load the ONNX model ({reason})")
 
 
-def runtime_model(path, options, runtime):
-    """What `runtime` loads for the ONNX file `path` run with `options`: the file itself, or its
-    bytes rewritten for that run: in fp32 (not int8, not bf16) with `options.winograd`, the large
-    3x3 convolutions in Winograd form (deploy/python/winograd.py), and in ONNX Runtime fp32 GC
-    add's context added a row at a time (deploy/python/context_add_rows.py); in int8, the
-    convolution weights narrowed to 7 bits where this CPU's int8 dot product saturates
-    (deploy/python/int8_weight_range.py) and, in ONNX Runtime, GC gates applied by the
-    convolutions' requantization (deploy/python/int8_gate_scale.py)."""
-    from .. import context_add_rows, int8_gate_scale, int8_weight_range, winograd
+def _rewrites(options):
+    """The load-time rewrites for `options`' backend and precision, in the order they run."""
+    from .. import (context_add_rows, context_channels_last, int8_gate_scale,
+                    int8_weight_range, winograd)
     int8 = options.run_mode == 'int8'
     fp32 = not int8 and not options.enable_mkldnn_bfloat16
-    if not int8 and not (fp32 and (options.winograd or options.backend == 'onnxruntime')):
-        return path
-    onnx = import_optional('onnx', options.backend)  # the rewrites and the int8 probe use it
+    ort = options.backend == 'onnxruntime'
     rewrites = []
+    if int8 or (fp32 and not ort):  # where the runtime keeps y channels-last
+        rewrites.append(context_channels_last.rewrite)
     if int8:
         if int8_weight_range.saturates(options.backend):
             rewrites.append(int8_weight_range.rewrite)
-        if options.backend == 'onnxruntime':
+        if ort:
             rewrites.append(int8_gate_scale.rewrite)  # after narrowing: it reads the scales
-    else:
+    elif fp32:
         if options.winograd:
             rewrites.append(winograd.rewrite)
-        if options.backend == 'onnxruntime':
+        if ort:
             rewrites.append(context_add_rows.rewrite)
+    return rewrites
+
+
+def runtime_model(path, options, runtime):
+    """What `runtime` loads for the ONNX file `path` run with `options`: the file itself, or its
+    bytes rewritten for that run: in int8 and in OpenVINO fp32, the GC context read
+    channels-last (deploy/python/context_channels_last.py); in fp32 (not int8, not bf16) with
+    `options.winograd`, the large 3x3 convolutions in Winograd form (deploy/python/winograd.py),
+    and in ONNX Runtime fp32 GC add's context added a row at a time
+    (deploy/python/context_add_rows.py); in int8, the convolution weights narrowed to 7 bits
+    where this CPU's int8 dot product saturates (deploy/python/int8_weight_range.py) and, in
+    ONNX Runtime, GC gates applied by the convolutions' requantization
+    (deploy/python/int8_gate_scale.py)."""
+    if options.run_mode != 'int8' and options.enable_mkldnn_bfloat16:
+        return path
+    onnx = import_optional('onnx', options.backend)  # the rewrites and the int8 probe use it
+    rewrites = _rewrites(options)
     if not rewrites:
         return path
     try:
