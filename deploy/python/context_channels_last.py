@@ -5,7 +5,7 @@ The lean GC block (ppdet_gcnet.deploy.lean_gc) pools its context from the 3x3 co
 attention logits `w . flat` and the pooled context `flat . softmax(logits)^T`. ONNX Runtime's
 int8 convolutions and OpenVINO's (int8, and fp32 on this AVX2 CPU) keep y channels-last, so
 reading it channels-first costs a full reorder of y per block before the matmuls (OpenVINO
-`Reorder`: +11 to +17 ms in int8, +15 to +17 ms in fp32, of about 2 s at 800x1344; ONNX Runtime
+`Reorder`: +11 to +23 ms in int8, +15 to +17 ms in fp32, of about 2 s at 800x1344; ONNX Runtime
 int8 a `Transpose`, +3 ms). Read channels-last instead,
 
     cl = Reshape(Transpose(y, [0, 2, 3, 1]), [-1, Cin])      [HW, Cin]

@@ -1,5 +1,5 @@
 """Reading, extending and pruning ONNX graphs for the load-time rewrites (winograd,
-context_add_rows, int8_gate_scale, int8_weight_range)."""
+context_add_rows, context_channels_last, int8_gate_scale, int8_weight_range)."""
 
 
 class GraphIndex:
