@@ -30,18 +30,19 @@ _PREFIX = 'gc_context_channels_last'
 
 
 def _biased_logits(name, g):
-    """(the logits MatMul, the bias name or None) behind the softmax input `name`."""
+    """(the logits MatMul, the bias value or None) behind the softmax input `name`."""
     node = g.source(name)
     if node is not None and node.op_type == 'Add':
         for side in (0, 1):
-            if g.constant(node.input[side]) is not None and g.constant(node.input[side]).size == 1:
-                return g.source(node.input[1 - side]), node.input[side]
+            bias = g.constant(node.input[side])
+            if bias is not None and bias.size == 1:
+                return g.source(node.input[1 - side]), bias
         return None, None
     return node, None
 
 
 def _context_reads(graph, g):
-    """[(y, Cin, mask weights [1, Cin], bias name or None, the pooled MatMul)] for each lean GC
+    """[(y, Cin, mask weights [1, Cin], bias value or None, the pooled MatMul)] for each lean GC
     context read of `graph`."""
     found = []
     for softmax in graph.node:
@@ -80,7 +81,8 @@ def rewrite(model):
     replacing = {}  # pooled MatMul -> the nodes computing its output channels-last
     for index, (y, channels, mask, bias, pooled) in enumerate(reads):
         tag = f'{_PREFIX}/{index}'
-        bias = [] if bias is None else [bias]
+        # as Gemm's C: one value, broadcast over the [1, HW] logits
+        bias = [] if bias is None else [w.constant(f'{tag}/bias', np.float32(bias).reshape(1))]
         replacing[id(pooled)] = [
             helper.make_node('Transpose', [y], [f'{tag}/nhwc'], perm=[0, 2, 3, 1]),
             helper.make_node('Reshape', [f'{tag}/nhwc', w.ints(f'rows_{channels}',
