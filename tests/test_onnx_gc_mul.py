@@ -109,6 +109,51 @@ def test_one_image_form_in_onnx_runtime_and_openvino(mul_backbone_onnx):
         assert relative_error(expected, list(compiled({'image': x}).values())) < 1e-4
 
 
+def _optimized_counts(source, path, ops):
+    """{op: count} in the graph ONNX Runtime runs for `source` (fp32), or None when it runs no
+    blocked (NCHWc) convolutions on this CPU."""
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = path
+    ort.InferenceSession(source, options, providers=['CPUExecutionProvider'])
+    nodes = onnx.load(path).graph.node
+    if not any(n.domain.endswith('nchwc') for n in nodes):
+        return None
+    return {op: sum(n.op_type == op and not n.domain for n in nodes) for op in ops}
+
+
+def test_onnx_runtime_fp32_adds_the_gated_residual_blocked(mul_backbone_onnx, tmp_path):
+    """What ONNX Runtime fp32 loads (runtime_model) for the GC mul backbone: each block's
+    `relu(conv(y, W * s) + (short + b))` as `relu(unit(conv(y, W * s, b)) + short)`
+    (deploy/python/gated_conv_blocked.py): 13 rewritten, the outputs those of the export (one
+    addition regrouped), and ONNX Runtime fuses each residual add and relu into the unit conv;
+    OpenVINO loads no such rewrite."""
+    from deploy.python import gated_conv_blocked
+    from deploy.python.backends.onnx_model import runtime_model
+    from deploy.python.predictor import PredictorOptions
+    path, inputs, reference = mul_backbone_onnx
+    options = PredictorOptions(backend='onnxruntime', winograd=False).check()
+    source = runtime_model(path, options, 'ONNX Runtime')
+    units = [n for n in onnx.load_from_string(source).graph.node
+             if n.op_type == 'Conv' and n.input[0].startswith('gc_gated_conv_blocked/')]
+    assert len(units) == 13
+    original = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    rewritten = ort.InferenceSession(source, providers=['CPUExecutionProvider'])
+    for x, expected in zip(inputs, reference):
+        got = rewritten.run(None, {'image': x})
+        assert relative_error(original.run(None, {'image': x}), got) < 1e-5
+        assert relative_error(expected, got) < 1e-4
+    before = _optimized_counts(path, str(tmp_path / 'before.onnx'), ('Add', 'Relu'))
+    after = _optimized_counts(source, str(tmp_path / 'after.onnx'), ('Add', 'Relu'))
+    if before is None:
+        pytest.skip("ONNX Runtime runs no blocked (NCHWc) convolutions on this CPU")
+    # per block: `short + b` and the residual add, and the relu, no longer run on their own
+    assert before['Add'] - after['Add'] == 26 and before['Relu'] - after['Relu'] == 13
+    for_openvino = runtime_model(path, PredictorOptions(backend='openvino', winograd=False)
+                                 .check(), 'OpenVINO')
+    plain = onnx.load(path) if for_openvino == path else onnx.load_from_string(for_openvino)
+    assert gated_conv_blocked.rewrite(plain) == 13  # still the export's form
+
+
 # --- the int8 rewrite -----------------------------------------------------------------------
 
 C_IN, C, H, W = 4, 8, 6, 5

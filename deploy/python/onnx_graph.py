@@ -1,5 +1,6 @@
 """Reading, extending and pruning ONNX graphs for the load-time rewrites (winograd,
-context_add_rows, context_channels_last, int8_gate_scale, int8_weight_range)."""
+context_add_rows, context_channels_last, gated_conv_blocked, int8_gate_scale,
+int8_weight_range)."""
 
 
 class GraphIndex:

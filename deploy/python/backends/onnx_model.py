@@ -44,8 +44,8 @@ def load_error(path, runtime, error):
 
 def _rewrites(options):
     """The load-time rewrites for `options`' backend and precision, in the order they run."""
-    from .. import (context_add_rows, context_channels_last, int8_gate_scale,
-                    int8_weight_range, winograd)
+    from .. import (context_add_rows, context_channels_last, gated_conv_blocked,
+                    int8_gate_scale, int8_weight_range, winograd)
     int8 = options.run_mode == 'int8'
     fp32 = not int8 and not options.enable_mkldnn_bfloat16
     ort = options.backend == 'onnxruntime'
@@ -61,7 +61,7 @@ def _rewrites(options):
         if options.winograd:
             rewrites.append(winograd.rewrite)
         if ort:
-            rewrites.append(context_add_rows.rewrite)
+            rewrites += [context_add_rows.rewrite, gated_conv_blocked.rewrite]
     return rewrites
 
 
@@ -71,7 +71,8 @@ def runtime_model(path, options, runtime):
     channels-last (deploy/python/context_channels_last.py); in fp32 (not int8, not bf16) with
     `options.winograd`, the large 3x3 convolutions in Winograd form (deploy/python/winograd.py),
     and in ONNX Runtime fp32 GC add's context added a row at a time
-    (deploy/python/context_add_rows.py); in int8, the convolution weights narrowed to 7 bits
+    (deploy/python/context_add_rows.py) and GC mul's residual added in the blocked layout
+    (deploy/python/gated_conv_blocked.py); in int8, the convolution weights narrowed to 7 bits
     where this CPU's int8 dot product saturates (deploy/python/int8_weight_range.py) and, in
     ONNX Runtime, GC gates applied by the convolutions' requantization
     (deploy/python/int8_gate_scale.py)."""
