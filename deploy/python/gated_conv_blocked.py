@@ -24,7 +24,7 @@ model has its own gate rewrite (int8_gate_scale).
 """
 import numpy as np
 
-from .onnx_graph import GraphIndex, InitializerWriter, remove_unused
+from .onnx_graph import GraphIndex, InitializerWriter, image_batch_dim, remove_unused
 
 _PREFIX = 'gc_gated_conv_blocked'
 
@@ -77,11 +77,7 @@ def rewrite(model):
     if not residuals:
         return 0
     w = InitializerWriter(graph, _PREFIX)
-    image = [i for i in graph.input if i.name == 'image']
-    batch = 'batch'
-    if image and image[0].type.tensor_type.shape.dim:
-        dim = image[0].type.tensor_type.shape.dim[0]
-        batch = dim.dim_value if dim.HasField('dim_value') else (dim.dim_param or batch)
+    batch = image_batch_dim(graph)
     after = {}  # plain conv -> the unit conv that follows it
     shapes = {}  # the residual add's inputs -> their one symbolic shape
     for index, (conv, channels, bias, short, outer, conv_side) in enumerate(residuals):

@@ -65,6 +65,16 @@ class InitializerWriter:
         return self.constant(f'{self.prefix}/{name}', np.array(values, np.int64))
 
 
+def image_batch_dim(graph):
+    """The batch dimension of the graph's `image` input (a number or a symbol), for shape
+    annotations that must agree with the shapes a runtime infers from it."""
+    image = [i for i in graph.input if i.name == 'image']
+    if image and image[0].type.tensor_type.shape.dim:
+        dim = image[0].type.tensor_type.shape.dim[0]
+        return dim.dim_value if dim.HasField('dim_value') else (dim.dim_param or 'batch')
+    return 'batch'
+
+
 def dequantized_initializer(name, g):
     """(the DequantizeLinear node, its levels, scale, zero point or None) if `name` is a
     DequantizeLinear of an initializer with a constant scale (and zero point, where it has one);
