@@ -112,10 +112,7 @@ def test_one_image_form_in_onnx_runtime_and_openvino(mul_backbone_onnx):
 def _optimized_counts(source, path, ops):
     """{op: count} in the graph ONNX Runtime runs for `source` (fp32), or None when it runs no
     blocked (NCHWc) convolutions on this CPU."""
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = path
-    ort.InferenceSession(source, options, providers=['CPUExecutionProvider'])
-    nodes = onnx.load(path).graph.node
+    nodes = _optimized(source, path)[1].node
     if not any(n.domain.endswith('nchwc') for n in nodes):
         return None
     return {op: sum(n.op_type == op and not n.domain for n in nodes) for op in ops}

@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from .onnx_graph import GraphIndex, InitializerWriter
+from .onnx_graph import GraphIndex, InitializerWriter, splice
 
 _PREFIX = 'gc_context_rows'
 _RESIDUAL_HEIGHT = re.compile(r'^gc_residual\d+_height$')
@@ -88,12 +88,12 @@ def rewrite(model):
         return 0
     w = InitializerWriter(graph, _PREFIX)
     leading = w.ints('leading_ones', [1, 1, 1])
-    before = {}  # add node -> the nodes computing its rows
+    replacing = {}  # add node -> the nodes computing its rows, then the add
     for index, (add, t_index, y, channels) in enumerate(adds):
         tag = f'{_PREFIX}/{index}'
         unit = w.constant(f'{_PREFIX}/unit_{channels}',
                           np.ones((channels, 1, 1, 1), np.float32))
-        before[id(add)] = [
+        replacing[id(add)] = [
             helper.make_node('Shape', [y], [f'{tag}/y_shape'], start=3, end=4),
             helper.make_node('Concat', [leading, f'{tag}/y_shape'], [f'{tag}/row_shape'],
                              axis=0),
@@ -102,12 +102,8 @@ def rewrite(model):
                              [f'{tag}/rows']),
             helper.make_node('Conv', [f'{tag}/rows', unit], [f'{tag}/rows_blocked'],
                              group=channels, kernel_shape=[1, 1]),
+            add,
         ]
         add.input[t_index] = f'{tag}/rows_blocked'
-    nodes = []
-    for node in graph.node:
-        nodes.extend(before.get(id(node), []))
-        nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    splice(graph, replacing)
     return len(adds)

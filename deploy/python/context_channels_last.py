@@ -24,7 +24,7 @@ optional constant bias add, a Softmax over the last axis and `MatMul(flat, Trans
 """
 import numpy as np
 
-from .onnx_graph import GraphIndex, InitializerWriter, attributes, remove_unused
+from .onnx_graph import GraphIndex, InitializerWriter, attributes, remove_unused, splice
 
 _PREFIX = 'gc_context_channels_last'
 
@@ -98,10 +98,6 @@ def rewrite(model):
                                                                  [1, channels, 1])],
                              [pooled.output[0]]),
         ]
-    kept = []
-    for node in graph.node:
-        kept.extend(replacing.get(id(node), [node]))
-    del graph.node[:]
-    graph.node.extend(kept)
+    splice(graph, replacing)
     remove_unused(graph)  # the channels-first Reshape, logits, softmax and transpose
     return len(reads)

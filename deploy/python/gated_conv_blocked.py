@@ -24,7 +24,8 @@ model has its own gate rewrite (int8_gate_scale).
 """
 import numpy as np
 
-from .onnx_graph import GraphIndex, InitializerWriter, image_batch_dim, remove_unused
+from .onnx_graph import (GraphIndex, InitializerWriter, image_batch_dim, remove_unused,
+                         splice)
 
 _PREFIX = 'gc_gated_conv_blocked'
 
@@ -78,7 +79,7 @@ def rewrite(model):
         return 0
     w = InitializerWriter(graph, _PREFIX)
     batch = image_batch_dim(graph)
-    after = {}  # plain conv -> the unit conv that follows it
+    replacing = {}  # plain conv -> itself and the unit conv that follows it
     shapes = {}  # the residual add's inputs -> their one symbolic shape
     for index, (conv, channels, bias, short, outer, conv_side) in enumerate(residuals):
         tag = f'{_PREFIX}/{index}'
@@ -86,18 +87,12 @@ def rewrite(model):
         blocked = conv.output[0]
         conv.input.append(bias)
         conv.output[0] = f'{tag}/plain'
-        after[id(conv)] = helper.make_node('Conv', [f'{tag}/plain', unit], [blocked],
-                                           group=channels, kernel_shape=[1, 1])
+        replacing[id(conv)] = [conv, helper.make_node('Conv', [f'{tag}/plain', unit], [blocked],
+                                                      group=channels, kernel_shape=[1, 1])]
         outer.input[1 - conv_side] = short  # the inner `short + b` is left unread
         for name in (outer.input[0], outer.input[1], blocked):
             shapes[name] = [batch, channels, f'{tag}/height', f'{tag}/width']
-    nodes = []
-    for node in graph.node:
-        nodes.append(node)
-        if id(node) in after:
-            nodes.append(after[id(node)])
-    del graph.node[:]
-    graph.node.extend(nodes)
+    splice(graph, replacing)
     kept = [info for info in graph.value_info if info.name not in shapes]
     del graph.value_info[:]
     graph.value_info.extend(kept + [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)

@@ -65,6 +65,16 @@ class InitializerWriter:
         return self.constant(f'{self.prefix}/{name}', np.array(values, np.int64))
 
 
+def splice(graph, replacing):
+    """Rebuild `graph.node` in order, each node whose id is a key of `replacing` giving way to
+    that list of nodes (which may hold the node itself, to insert before or after it)."""
+    nodes = []
+    for node in graph.node:
+        nodes.extend(replacing.get(id(node), [node]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
 def image_batch_dim(graph):
     """The batch dimension of the graph's `image` input (a number or a symbol), for shape
     annotations that must agree with the shapes a runtime infers from it."""
