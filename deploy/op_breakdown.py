@@ -3,16 +3,13 @@
     python deploy/op_breakdown.py --model_dirs EXPORT_A EXPORT_B [--enable_mkldnn] [--size 800 1333]
     python deploy/op_breakdown.py --backend onnxruntime|openvino [--int8] --model_dirs ...
 
-Each model runs in its own process (the profiler reports when the predictor is destroyed) on the
-same random input. The profiler cannot leave the first run out, and that run is not typical:
-oneDNN creates and JIT-compiles every primitive and reorders the weights in it (in one profile of
-the control model, `multiply` took 1.8 s in the first run and 0.08 s per run after it). So each
-model is profiled twice, once with the first run alone and once with --runs more; the per-op
-difference divided by --runs is the steady-state cost per run. The top-level rows are printed as
-one Markdown table, with each model's difference to the first: ops that only the later models
-have are what they add. Rows inside `if_instruction` (the mask head's sub-graph, which only runs
-when there are detections) are summed into it.
-
+`--backend paddle` (the default) profiles each export's Paddle program under Paddle Inference as
+deploy loads it (plain CPU or oneDNN, --enable_mkldnn_bfloat16 for its bf16): one event per op
+and run from paddle.profiler's host trace, the first run (in which oneDNN creates, JIT-compiles
+and caches every primitive and reorders the weights) made before profiling starts. The events
+carry no shapes, so each op's input shapes come from the predictor's input hook in that first
+run, matched to the traced ops in order. Control-flow instructions (`if_instruction`: the mask
+head's sub-graph) are left out: their ops have events of their own.
 `--backend onnxruntime` profiles each export's `model.onnx` (`model_int8.onnx` with --int8) with
 ONNX Runtime's profiler (kernel time per op type, the first run left out; with more than one
 thread, kernel time is the operator's span, not CPU time summed over threads);
@@ -20,7 +17,7 @@ thread, kernel time is the operator's span, not CPU time summed over threads);
 type as its CPU plugin ran it, fused nodes under the surviving node; `--enable_mkldnn_bfloat16`
 selects its bf16 precision). Both profile the model as deploy's backend loads it: in fp32, with
 the large 3x3 convolutions in Winograd form unless --winograd off (deploy/python/winograd.py).
-The ONNX backends load every model first and then run them in rounds, each model once per
+Every backend loads every model first and then runs them in rounds, each model once per
 round, the order rotating: a slow phase of the machine (on a shared VM they last tens of seconds)
 falls on all models alike rather than on whichever was being profiled. With `--statistic min`
 each node counts with its fastest run instead of the mean of the runs: other work on the machine
@@ -28,77 +25,142 @@ only ever adds time to a node, so the sum of per-node minima is a latency floor 
 interruptions cannot raise, and with the rounds interleaved, the models' floors are comparable.
 Comparable, not equal: loads of one model, profiled side by side, differ by a few percent in
 their largest nodes (three loads of the control, ONNX Runtime int8: 1960 to 2034 ms), more than
-GC's whole cost. So the ONNX backends also print the work each later model adds to the first
-(added_work): nodes are matched by op type and input shapes, identical work cancels, and what
-remains is what the later model runs that the first does not (for GC: the context, transform
-and fusion nodes, and the nodes whose fusion GC changes), each at its own per-node figure.
+GC's whole cost. So with more than one model it also prints the work each later model adds to
+the first (added_work): nodes are matched by op type and input shapes, identical work cancels,
+and what remains is what the later model runs that the first does not (for GC: the context,
+transform and fusion nodes, and the nodes whose fusion GC changes), each at its own per-node
+figure.
 """
 import argparse
 import bisect
 import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import tempfile
 
 if __package__ in (None, ''):  # run as a script: make `deploy.python` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-ROW = re.compile(r'^(?P<name>\S+)\s+(?P<calls>\d+)\s+(?P<total>[\d.]+)\s')
-CHILD = (
-    'import json, sys, numpy as np\n'
-    'from paddle import inference\n'
-    'd, h, w, runs, threads, onednn = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), '
-    'int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"\n'
-    'bf16 = sys.argv[7] == "1"\n'
-    'x = {"image": np.random.RandomState(0).randn(1, 3, h, w).astype("float32"),\n'
-    '     "im_shape": np.array([[h, w]], "float32"), "scale_factor": np.ones((1, 2), "float32")}\n'
-    'def run():\n'
-    '    for n in p.get_input_names():\n'
-    '        t = p.get_input_handle(n); t.reshape(x[n].shape); t.copy_from_cpu(x[n])\n'
-    '    p.run()\n'
-    'c2 = inference.Config(d + "/model.json", d + "/model.pdiparams")\n'
-    'c2.disable_gpu(); c2.set_cpu_math_library_num_threads(threads); c2.enable_profile()\n'
-    'c2.enable_onednn() if onednn else c2.disable_onednn()\n'
-    'if bf16: c2.enable_onednn_bfloat16()\n'
-    'p = inference.create_predictor(c2)\n'
-    'for _ in range(runs + 1): run()\n'
-    'del p\n')
+# Paddle's executor reports a control-flow instruction as one event spanning the ops it runs;
+# those ops have their own events, so the container's would count them twice.
+CONTAINERS = ('if_instruction', 'while_instruction', 'pylayer_instruction')
 
 
-def profile_total(model_dir, height, width, runs, threads, onednn, bf16=False):
-    """{op name: ms summed over the first run and `runs` more}, from the top-level rows of the
-    profiler's first event summary."""
-    # The profiler also writes profile.log into the working directory: keep it out of ours.
+class PaddleInferenceProfile:
+    """One export under Paddle Inference as deploy loads it: each op's time per run from
+    paddle.profiler's host trace (one event per op and run), each op's input shapes from the
+    predictor's input hook in a first run (made here; oneDNN creates its primitives in it)."""
+
+    def __init__(self, model_dir, inputs, threads, onednn, bf16, label):
+        from deploy.python.backends.paddle_inference import create
+        from deploy.python.errors import DeployError
+        from deploy.python.model_files import load_model_files
+        from deploy.python.predictor import PredictorOptions
+        options = PredictorOptions(cpu_threads=threads, enable_mkldnn=onednn,
+                                   enable_mkldnn_bfloat16=bf16)
+        try:
+            self.predictor = create(load_model_files(model_dir), options.check())
+        except DeployError as e:
+            raise SystemExit(f"error: {e}")
+        self.inputs, self.label = inputs, label
+        calls = []  # (instruction, input shape), in execution order
+        self.predictor.predictor.register_input_hook(
+            lambda op, var, tensor: calls.append((op, tuple(tensor.shape))) if calls is not None
+            else None)
+        self.predictor.run(inputs)
+        self.calls = _instructions(calls)
+        calls = None  # later runs are not recorded
+        self.signatures, self.times, self.order = {}, {}, None
+
+    def run(self):
+        import paddle.profiler
+        with paddle.profiler.RecordEvent(self.label):
+            self.predictor.run(self.inputs)
+
+    def collect(self, trace_events):
+        """Each run's ops from the trace (events inside this model's run markers), matched to
+        the hooked run's ops by sequence to take their input shapes."""
+        ops = sorted((e for e in trace_events if e.get('cat') == 'Operator'
+                      and _event_op(e) not in CONTAINERS), key=lambda e: e['ts'])
+        starts = [e['ts'] for e in ops]
+        for mark in trace_events:
+            if mark.get('cat') != 'PythonUserDefined' or _event_op(mark) != self.label:
+                continue
+            lo = bisect.bisect_left(starts, mark['ts'])
+            hi = bisect.bisect_right(starts, mark['ts'] + mark['dur'])
+            run = [(_event_op(e), e['dur'] / 1000.0) for e in ops[lo:hi]]
+            names = [op for op, _ in run]
+            if self.order is None:
+                self.order = names
+                self.signatures = _match_shapes(names, self.calls)
+            elif names != self.order:
+                raise RuntimeError(f"{self.label}: the ops run differ between runs")
+            for i, (op, ms) in enumerate(run):
+                self.times.setdefault((op, f'{op}#{i}'), []).append(ms)
+
+    def node_times(self):
+        return self.times
+
+
+def _event_op(event):
+    return event['name'].split('[', 1)[0]  # the trace appends the duration: 'op[1.2 ms]'
+
+
+def _instructions(calls):
+    """[(op type, input shapes)] of each instruction run, from the input hook's calls (one per
+    input, in no fixed order; the hook names an instruction `type:id`, ids restart inside a
+    sub-block)."""
+    runs = []
+    for instruction, shape in calls:
+        if not runs or runs[-1][0] != instruction:
+            runs.append((instruction, []))
+        runs[-1][1].append(shape)
+    return [(name.rsplit(':', 1)[0], shapes) for name, shapes in runs
+            if name.rsplit(':', 1)[0] not in CONTAINERS]
+
+
+def _match_shapes(names, instructions):
+    """{f'{op}#{i}': (op, input shapes)} for the traced ops `names`, matched in order to the
+    hooked `instructions` (ops without inputs have no hook call: their signature is the op)."""
+    import difflib
+    hooked = [op for op, _ in instructions]
+    signatures = {}
+    matcher = difflib.SequenceMatcher(None, names, hooked, autojunk=False)
+    for i, op in enumerate(names):
+        signatures[f'{op}#{i}'] = (op, '', '')
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            op, shapes = instructions[block.b + k]
+            signatures[f'{op}#{block.a + k}'] = (op, json.dumps(sorted(shapes)), '')
+    return signatures
+
+
+def profile_paddle(model_dirs, height, width, runs, threads, onednn, bf16=False):
+    """[(node times, node signatures)] of each export under Paddle Inference, every model
+    loaded first and the models run interleaved under one profiler."""
+    import paddle.profiler
+    inputs = _inputs(height, width)
+    profiles = [PaddleInferenceProfile(d, inputs, threads, onednn, bf16, f'model{i}')
+                for i, d in enumerate(model_dirs)]
+    profiler = paddle.profiler.Profiler(targets=[paddle.profiler.ProfilerTarget.CPU],
+                                        on_trace_ready=lambda _: None)
+    profiler.start()
+    interleave(profiles, runs)
+    profiler.stop()
     with tempfile.TemporaryDirectory() as scratch:
-        proc = subprocess.run([sys.executable, '-c', CHILD, os.path.abspath(model_dir),
-                               str(height), str(width), str(runs), str(threads),
-                               '1' if onednn else '0', '1' if bf16 else '0'],
-                              capture_output=True, text=True, timeout=3600, cwd=scratch)
-    text = proc.stdout + proc.stderr
-    if proc.returncode != 0 or 'Event Summary' not in text:
-        raise RuntimeError(f"{model_dir}: profiling failed:\n{text[-2000:]}")
-    section = text.split('Event Summary', 1)[1].split('Profiling Report', 1)[0]
-    ops = {}
-    for line in section.splitlines():
-        match = ROW.match(line)  # top-level rows start in column 0
-        if match and not line.startswith(' '):
-            name = match['name']
-            ops[name] = ops.get(name, 0.0) + float(match['total'])
-    return ops
+        path = os.path.join(scratch, 'trace.json')
+        profiler.export(path, format='json')
+        with open(path) as f:
+            events = json.load(f)['traceEvents']
+    results = []
+    for profile in profiles:
+        profile.collect(events)
+        results.append((profile.node_times(), profile.signatures))
+    return results
 
 
-def profile(model_dir, height, width, runs, threads, onednn, bf16=False):
-    """{op name: steady-state ms per run}: (first run + `runs`) minus (first run alone)."""
-    first = profile_total(model_dir, height, width, 0, threads, onednn, bf16)
-    total = profile_total(model_dir, height, width, runs, threads, onednn, bf16)
-    return {op: (total.get(op, 0.0) - first.get(op, 0.0)) / runs
-            for op in set(first) | set(total)}
-
-
-def _onnx_inputs(height, width):
+def _inputs(height, width):
     import numpy as np
     return {'image': np.random.RandomState(0).randn(1, 3, height, width).astype('float32'),
             'im_shape': np.array([[height, width]], 'float32'),
@@ -228,13 +290,17 @@ class OpenVinoProfile:
         return self.times
 
 
-def run_interleaved(profiles, runs):
+def interleave(profiles, runs):
     """`runs` rounds, each model once per round, the order rotating from round to round: a
     slow phase of the machine falls on every model alike instead of on the one profiled in it."""
     for r in range(runs):
         s = r % len(profiles)
         for profile in profiles[s:] + profiles[:s]:
             profile.run()
+
+
+def run_interleaved(profiles, runs):
+    interleave(profiles, runs)
     return [(profile.node_times(), profile.signatures) for profile in profiles]
 
 
@@ -262,7 +328,7 @@ def profile_onnx(backend, model_dirs, height, width, runs, threads, int8=False, 
                  bf16=False):
     """[(node times, node signatures)] of each export, every model loaded first and the models
     run interleaved."""
-    inputs = _onnx_inputs(height, width)
+    inputs = _inputs(height, width)
     with tempfile.TemporaryDirectory() as scratch:
         if backend == 'onnxruntime':
             profiles = [OnnxRuntimeProfile(d, inputs, threads, int8, winograd, scratch)
@@ -320,7 +386,7 @@ def main(argv=None):
                    help='ONNX backends, fp32: 3x3 convolutions in Winograd form (as deploy runs '
                    'them) or direct')
     p.add_argument('--statistic', choices=STATISTICS, default='mean',
-                   help="ONNX backends: each node's mean over the runs, or its fastest run "
+                   help="each node's mean over the runs, or its fastest run "
                    "(min: a floor that other work on the machine cannot raise)")
     p.add_argument('--top', type=int, default=25)
     p.add_argument('--output', help='also write the per-op figures as JSON here')
@@ -334,22 +400,20 @@ def main(argv=None):
             p.error("--enable_mkldnn_bfloat16 needs --enable_mkldnn")
         if args.int8:
             p.error("--int8: the ONNX backends only")
-        if args.statistic != 'mean':
-            p.error("--statistic min: the ONNX backends only (Paddle's profiler sums the runs)")
-        per_model = [profile(d, *args.size, args.runs, args.cpu_threads, args.enable_mkldnn,
-                             args.enable_mkldnn_bfloat16) for d in args.model_dirs]
+        profiles = profile_paddle(args.model_dirs, *args.size, args.runs, args.cpu_threads,
+                                  args.enable_mkldnn, args.enable_mkldnn_bfloat16)
     else:
         if args.backend == 'onnxruntime' and args.enable_mkldnn_bfloat16:
             p.error("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path")
         profiles = profile_onnx(args.backend, args.model_dirs, *args.size, args.runs,
                                 args.cpu_threads, args.int8, args.winograd == 'on',
                                 args.enable_mkldnn_bfloat16)
-        per_model = [per_op(times, args.runs, args.statistic) for times, _ in profiles]
-        added = [added_work(profiles[0], other, args.runs, args.statistic)
-                 for other in profiles[1:]]
+    per_model = [per_op(times, args.runs, args.statistic) for times, _ in profiles]
+    added = [added_work(profiles[0], other, args.runs, args.statistic)
+             for other in profiles[1:]]
     print(markdown(names, per_model, args.top))
     report = dict(zip(names, per_model))
-    if added:  # the ONNX backends, more than one model
+    if added:  # more than one model
         print()
         print(markdown_added(names, added, sum(per_model[0].values()), args.top))
         report['added_work'] = dict(zip(names[1:], added))

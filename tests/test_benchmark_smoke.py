@@ -61,18 +61,30 @@ def test_benchmark_writes_report(repo_root, shapes_dataset, tmp_path, capsys, mo
         mode['gc_add']['min_ms'] / mode['control']['min_ms'], rel=0.01)
     assert '| gc_add_lean |' in capsys.readouterr().out
 
-    # per-op steady-state profile of two of the exports it wrote
+    # per-op profile of two of the exports it wrote, and the work GC adds to the control
     from deploy import op_breakdown
     profile = tmp_path / 'ops.json'
     op_breakdown.main(['--model_dirs', str(out / 'export' / 'control'),
-                       str(out / 'export' / 'gc_add_lean'), '--size', '96', '96', '--runs', '1',
-                       '--cpu_threads', '1', '--enable_mkldnn', '--output', str(profile)])
+                       str(out / 'export' / 'gc_add_lean'), '--size', '96', '96', '--runs', '2',
+                       '--cpu_threads', '1', '--enable_mkldnn', '--statistic', 'min',
+                       '--output', str(profile)])
     ops = json.loads(profile.read_text())
-    assert set(ops) == {'control', 'gc_add_lean'}
-    for per_op in ops.values():
-        assert 'onednn_op.fused_conv2d' in per_op  # values are differences: no sign asserted
-    assert '| **all ops** |' in capsys.readouterr().out
-    assert not os.path.exists('profile.log')  # the profiler's log stays out of the checkout
+    assert set(ops) == {'control', 'gc_add_lean', 'added_work'}
+    for name in ('control', 'gc_add_lean'):
+        assert ops[name]['onednn_op.fused_conv2d'] > 0
+        assert all(ms >= 0 for ms in ops[name].values())
+        assert not any(op.startswith('if_instruction') for op in ops[name])  # no double count
+    # the GC context (attention softmax, pooling matmul) is work the control does not have
+    added = ops['added_work']['gc_add_lean']
+    assert added['onednn_op.softmax'] > 0 and added['onednn_op.matmul'] > 0
+    assert '| **(first + added) / first** |' in capsys.readouterr().out
+    assert not os.path.exists('profile.log') and not os.path.exists('profiler_log')
+
+    # one export twice: the same ops, signatures and count, so no work is added
+    export = str(out / 'export' / 'gc_add_lean')
+    op_breakdown.main(['--model_dirs', export, export, '--size', '96', '96', '--runs', '2',
+                       '--cpu_threads', '1', '--enable_mkldnn', '--output', str(profile)])
+    assert json.loads(profile.read_text())['added_work']['gc_add_lean'] == {}
 
 
 def test_torchvision_reference_skips_with_one_line(monkeypatch):
@@ -151,8 +163,27 @@ def test_op_breakdown_per_node_statistics(capsys):
         'Conv': 3.5, 'Add': -1.0, 'Softmax': 0.6})
     assert op_breakdown.added_work(base, base, 2, 'min') == {}
     with pytest.raises(SystemExit) as exit_info:
-        op_breakdown.main(['--model_dirs', 'x', '--statistic', 'min'])
-    assert exit_info.value.code == 2 and '--statistic min' in capsys.readouterr().err
+        op_breakdown.main(['--model_dirs', 'x', '--int8'])
+    assert exit_info.value.code == 2 and '--int8' in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--model_dir 'no-such-dir': no such directory"):
+        op_breakdown.main(['--model_dirs', 'no-such-dir'])
+
+
+def test_op_breakdown_paddle_signatures():
+    """Paddle's input hook names each instruction run `type:id` and reports its inputs in no
+    fixed order; the trace has one event per op run, control flow's own event spanning its ops."""
+    from deploy import op_breakdown
+    calls = [('conv:0', (1, 3)), ('conv:0', (8,)), ('if_instruction:5', (1,)),
+             ('conv:0', (8,)), ('conv:0', (1, 4)),  # a sub-block's ids start again at 0
+             ('add:7', (1, 4)), ('add:7', (1, 4))]
+    instructions = op_breakdown._instructions(calls)
+    assert instructions == [('conv', [(1, 3), (8,)]), ('conv', [(8,), (1, 4)]),
+                            ('add', [(1, 4), (1, 4)])]
+    # the traced ops: one (`full`, no inputs) has no hook call
+    signatures = op_breakdown._match_shapes(['conv', 'full', 'conv', 'add'], instructions)
+    assert signatures == {
+        'conv#0': ('conv', '[[1, 3], [8]]', ''), 'full#1': ('full', '', ''),
+        'conv#2': ('conv', '[[1, 4], [8]]', ''), 'add#3': ('add', '[[1, 4], [1, 4]]', '')}
 
 
 def test_best_against_torchvision_takes_each_models_fastest_fp32_mode():
