@@ -82,6 +82,9 @@ def parse_args(argv=None):
     p.add_argument('--winograd', choices=('on', 'off'), default='on',
                    help='fp32 ONNX Runtime / OpenVINO: 3x3 convolutions in Winograd form (as '
                    'deploy/python/infer.py runs them by default) or direct')
+    p.add_argument('--retain_memory', choices=('on', 'off'), default='off',
+                   help='Paddle Inference modes: keep intermediate tensors between runs '
+                   '(deploy/python/infer.py --retain_memory)')
     p.add_argument('--torchvision', choices=('auto', 'off'), default='auto',
                    help="time torchvision's Mask R-CNN R50-FPN alongside (auto: if it imports)")
     p.add_argument('--settle', type=float, default=2.0,
@@ -164,14 +167,15 @@ def preprocess(image_path, size):
 
 
 class PredictorRunner:
-    def __init__(self, export_dir, mode, threads, winograd=True):
+    def __init__(self, export_dir, mode, threads, winograd=True, retain_memory=False):
         from deploy.python.model_files import load_model_files
         from deploy.python.predictor import PredictorOptions, create_predictor
         backend = mode.split('_')[0] if mode.split('_')[0] in ONNX_BACKENDS else 'paddle'
         options = PredictorOptions(cpu_threads=threads, enable_mkldnn=mode.startswith('onednn'),
                                    enable_mkldnn_bfloat16=mode.endswith('_bf16'), backend=backend,
                                    run_mode='int8' if mode.endswith('_int8') else 'paddle',
-                                   winograd=winograd)
+                                   winograd=winograd,
+                                   retain_memory=retain_memory and backend == 'paddle')
         self.predictor = create_predictor(load_model_files(export_dir), options)
 
     def __call__(self, inputs_np):
@@ -349,6 +353,7 @@ def run(args):
               'detections': args.detections, 'cpu_threads': args.cpu_threads,
               'warmup': args.warmup, 'repeats': args.repeats, 'settle_s': args.settle,
               'fp32_onnx_convolutions': 'winograd' if args.winograd == 'on' else 'direct',
+              'paddle_retain_memory': args.retain_memory == 'on',
               'weights': SHARED_WEIGHTS if 'control' in configs else 'random',
               'cpu': platform.processor() or platform.machine(), 'paddle': paddle.__version__,
               'load_average_at_start': list(os.getloadavg()), 'configs': {}, 'modes': {}}
@@ -379,7 +384,7 @@ def run(args):
         else:
             kind = 'export_onnx' if mode.split('_')[0] in ONNX_BACKENDS else 'export'
             runners = {name: PredictorRunner(export_dirs[(kind, name)], mode, args.cpu_threads,
-                                             args.winograd == 'on')
+                                             args.winograd == 'on', args.retain_memory == 'on')
                        for name in variants}
         if mode in peers:
             runners['torchvision'] = peers[mode]

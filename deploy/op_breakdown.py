@@ -52,25 +52,26 @@ class PaddleInferenceProfile:
     paddle.profiler's host trace (one event per op and run), each op's input shapes from the
     predictor's input hook in a first run (made here; oneDNN creates its primitives in it)."""
 
-    def __init__(self, model_dir, inputs, threads, onednn, bf16, label):
+    def __init__(self, model_dir, inputs, threads, onednn, bf16, label, retain_memory=False):
         from deploy.python.backends.paddle_inference import create
         from deploy.python.errors import DeployError
         from deploy.python.model_files import load_model_files
         from deploy.python.predictor import PredictorOptions
         options = PredictorOptions(cpu_threads=threads, enable_mkldnn=onednn,
-                                   enable_mkldnn_bfloat16=bf16)
+                                   enable_mkldnn_bfloat16=bf16, retain_memory=retain_memory)
         try:
             self.predictor = create(load_model_files(model_dir), options.check())
         except DeployError as e:
             raise SystemExit(f"error: {e}")
         self.inputs, self.label = inputs, label
-        calls = []  # (instruction, input shape), in execution order
-        self.predictor.predictor.register_input_hook(
-            lambda op, var, tensor: calls.append((op, tuple(tensor.shape))) if calls is not None
-            else None)
+        self.calls, calls = None, []  # (instruction, input shape), in execution order
+
+        def record(op, _var, tensor):  # called in every run: only the first is recorded
+            if self.calls is None:
+                calls.append((op, tuple(tensor.shape)))
+        self.predictor.predictor.register_input_hook(record)
         self.predictor.run(inputs)
         self.calls = _instructions(calls)
-        calls = None  # later runs are not recorded
         self.signatures, self.times, self.order = {}, {}, None
 
     def run(self):
@@ -136,13 +137,14 @@ def _match_shapes(names, instructions):
     return signatures
 
 
-def profile_paddle(model_dirs, height, width, runs, threads, onednn, bf16=False):
+def profile_paddle(model_dirs, height, width, runs, threads, onednn, bf16=False,
+                   retain_memory=False):
     """[(node times, node signatures)] of each export under Paddle Inference, every model
     loaded first and the models run interleaved under one profiler."""
     import paddle.profiler
     inputs = _inputs(height, width)
-    profiles = [PaddleInferenceProfile(d, inputs, threads, onednn, bf16, f'model{i}')
-                for i, d in enumerate(model_dirs)]
+    profiles = [PaddleInferenceProfile(d, inputs, threads, onednn, bf16, f'model{i}',
+                                       retain_memory) for i, d in enumerate(model_dirs)]
     profiler = paddle.profiler.Profiler(targets=[paddle.profiler.ProfilerTarget.CPU],
                                         on_trace_ready=lambda _: None)
     profiler.start()
@@ -382,6 +384,8 @@ def main(argv=None):
                    help='oneDNN bf16 (paddle; needs --enable_mkldnn) or bf16 (openvino)')
     p.add_argument('--backend', choices=('paddle', 'onnxruntime', 'openvino'), default='paddle')
     p.add_argument('--int8', action='store_true', help='ONNX backends: model_int8.onnx')
+    p.add_argument('--retain_memory', action='store_true',
+                   help="paddle: intermediate tensors kept between runs (infer.py's flag)")
     p.add_argument('--winograd', choices=('on', 'off'), default='on',
                    help='ONNX backends, fp32: 3x3 convolutions in Winograd form (as deploy runs '
                    'them) or direct')
@@ -395,13 +399,16 @@ def main(argv=None):
     names = [os.path.basename(os.path.normpath(d)) for d in args.model_dirs]
     if args.runs < 1:
         p.error(f"--runs {args.runs}: must be >= 1")
+    if args.backend != 'paddle' and args.retain_memory:
+        p.error("--retain_memory: the paddle backend only")
     if args.backend == 'paddle':
         if args.enable_mkldnn_bfloat16 and not args.enable_mkldnn:
             p.error("--enable_mkldnn_bfloat16 needs --enable_mkldnn")
         if args.int8:
             p.error("--int8: the ONNX backends only")
         profiles = profile_paddle(args.model_dirs, *args.size, args.runs, args.cpu_threads,
-                                  args.enable_mkldnn, args.enable_mkldnn_bfloat16)
+                                  args.enable_mkldnn, args.enable_mkldnn_bfloat16,
+                                  args.retain_memory)
     else:
         if args.backend == 'onnxruntime' and args.enable_mkldnn_bfloat16:
             p.error("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path")

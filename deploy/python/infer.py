@@ -68,6 +68,9 @@ def build_parser():
                    help='fp32 on onnxruntime/openvino: 3x3 convolutions with >= 128 channels as '
                    'Winograd F(4x4, 3x3) (about 20%% faster; rounding about 1e-5 of the '
                    'outputs); False: direct convolution')
+    p.add_argument('--retain_memory', **flag, help='paddle on CPU: keep the intermediate tensors\' '
+                   'memory between images instead of taking it afresh each run (R50 Mask R-CNN, '
+                   '800x1344, oneDNN fp32: about 0.8 s less per image, 2.6 GB more resident)')
     p.add_argument('--batch_size', type=int, default=1)
     p.add_argument('--threshold', type=float, default=0.5, help='minimum score kept')
     p.add_argument('--output_dir', default='output')
@@ -194,7 +197,8 @@ def main(argv=None):
         options = PredictorOptions(
             device=args.device, run_mode=args.run_mode, cpu_threads=args.cpu_threads,
             enable_mkldnn=args.enable_mkldnn, enable_mkldnn_bfloat16=args.enable_mkldnn_bfloat16,
-            batch_size=args.batch_size, backend=args.backend, winograd=args.winograd)
+            batch_size=args.batch_size, backend=args.backend, winograd=args.winograd,
+            retain_memory=args.retain_memory)
         detector = Detector(model, options)
         os.makedirs(args.output_dir, exist_ok=True)
         if args.run_benchmark:

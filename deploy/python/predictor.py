@@ -31,6 +31,7 @@ class PredictorOptions:
     batch_size: int = 1
     backend: str = 'paddle'
     winograd: bool = True       # fp32 ONNX backends: large 3x3 convs as Winograd F(4x4, 3x3)
+    retain_memory: bool = False  # Paddle Inference: keep tensors' memory between runs
 
     def check(self):
         device = self.device.upper()
@@ -50,6 +51,9 @@ class PredictorOptions:
                               "and run it with --backend openvino or onnxruntime")
         if self.run_mode.startswith('trt_') and device != 'GPU':
             raise DeployError(f"--run_mode {self.run_mode}: TensorRT needs --device GPU")
+        if self.retain_memory and self.backend != 'paddle':
+            raise DeployError(f"--retain_memory: Paddle Inference only (--backend {self.backend} "
+                              "keeps its buffers between runs already)")
         if self.cpu_threads < 1:
             raise DeployError(f"--cpu_threads {self.cpu_threads}: must be >= 1")
         if self.batch_size < 1:
