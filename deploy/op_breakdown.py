@@ -79,15 +79,11 @@ class PaddleInferenceProfile:
         with paddle.profiler.RecordEvent(self.label):
             self.predictor.run(self.inputs)
 
-    def collect(self, trace_events):
-        """Each run's ops from the trace (events inside this model's run markers), matched to
-        the hooked run's ops by sequence to take their input shapes."""
-        ops = sorted((e for e in trace_events if e.get('cat') == 'Operator'
-                      and _event_op(e) not in CONTAINERS), key=lambda e: e['ts'])
-        starts = [e['ts'] for e in ops]
-        for mark in trace_events:
-            if mark.get('cat') != 'PythonUserDefined' or _event_op(mark) != self.label:
-                continue
+    def collect(self, ops, starts, marks):
+        """Each run's ops (`ops`: the trace's op events sorted by start, `starts` their start
+        times) inside this model's run markers, matched to the hooked run's ops by sequence to
+        take their input shapes."""
+        for mark in marks.get(self.label, []):
             lo = bisect.bisect_left(starts, mark['ts'])
             hi = bisect.bisect_right(starts, mark['ts'] + mark['dur'])
             run = [(_event_op(e), e['dur'] / 1000.0) for e in ops[lo:hi]]
@@ -117,8 +113,8 @@ def _instructions(calls):
         if not runs or runs[-1][0] != instruction:
             runs.append((instruction, []))
         runs[-1][1].append(shape)
-    return [(name.rsplit(':', 1)[0], shapes) for name, shapes in runs
-            if name.rsplit(':', 1)[0] not in CONTAINERS]
+    ops = [(name.rsplit(':', 1)[0], shapes) for name, shapes in runs]
+    return [(op, shapes) for op, shapes in ops if op not in CONTAINERS]
 
 
 def _match_shapes(names, instructions):
@@ -155,9 +151,16 @@ def profile_paddle(model_dirs, height, width, runs, threads, onednn, bf16=False,
         profiler.export(path, format='json')
         with open(path) as f:
             events = json.load(f)['traceEvents']
+    ops = sorted((e for e in events if e.get('cat') == 'Operator'
+                  and _event_op(e) not in CONTAINERS), key=lambda e: e['ts'])
+    starts = [e['ts'] for e in ops]
+    marks = {}  # label -> its run markers
+    for e in events:
+        if e.get('cat') == 'PythonUserDefined':
+            marks.setdefault(_event_op(e), []).append(e)
     results = []
     for profile in profiles:
-        profile.collect(events)
+        profile.collect(ops, starts, marks)
         results.append((profile.node_times(), profile.signatures))
     return results
 
@@ -395,7 +398,6 @@ def main(argv=None):
     p.add_argument('--top', type=int, default=25)
     p.add_argument('--output', help='also write the per-op figures as JSON here')
     args = p.parse_args(argv)
-    added = []
     names = [os.path.basename(os.path.normpath(d)) for d in args.model_dirs]
     if args.runs < 1:
         p.error(f"--runs {args.runs}: must be >= 1")
