@@ -32,6 +32,8 @@ if __package__ in (None, ''):
 
 import numpy as np  # noqa: E402
 
+from deploy.python import freed_memory  # noqa: E402
+
 CONFIGS = {
     'control': 'configs/gcnet/mask_rcnn_r50_vd_fpn_2x_coco.yml',
     'gc_add': 'configs/gcnet/mask_rcnn_r50_vd_fpn_gcb_add_r16_2x_coco.yml',
@@ -85,6 +87,10 @@ def parse_args(argv=None):
     p.add_argument('--retain_memory', choices=('on', 'off'), default='off',
                    help='Paddle Inference modes: keep intermediate tensors between runs '
                    '(deploy/python/infer.py --retain_memory)')
+    p.add_argument('--keep_freed_memory', choices=('on', 'off'), default='on',
+                   help='on: the process\'s malloc keeps what it frees (glibc), as deploy/python/'
+                   'infer.py runs Paddle Inference by default; a process setting, so every model '
+                   'of the run, torchvision included, runs with it; off: glibc\'s defaults')
     p.add_argument('--torchvision', choices=('auto', 'off'), default='auto',
                    help="time torchvision's Mask R-CNN R50-FPN alongside (auto: if it imports)")
     p.add_argument('--settle', type=float, default=2.0,
@@ -167,7 +173,8 @@ def preprocess(image_path, size):
 
 
 class PredictorRunner:
-    def __init__(self, export_dir, mode, threads, winograd=True, retain_memory=False):
+    def __init__(self, export_dir, mode, threads, winograd=True, retain_memory=False,
+                 keep_freed_memory=True):
         from deploy.python.model_files import load_model_files
         from deploy.python.predictor import PredictorOptions, create_predictor
         backend = mode.split('_')[0] if mode.split('_')[0] in ONNX_BACKENDS else 'paddle'
@@ -175,7 +182,8 @@ class PredictorRunner:
                                    enable_mkldnn_bfloat16=mode.endswith('_bf16'), backend=backend,
                                    run_mode='int8' if mode.endswith('_int8') else 'paddle',
                                    winograd=winograd,
-                                   retain_memory=retain_memory and backend == 'paddle')
+                                   retain_memory=retain_memory and backend == 'paddle',
+                                   keep_freed_memory=keep_freed_memory)
         self.predictor = create_predictor(load_model_files(export_dir), options)
 
     def __call__(self, inputs_np):
@@ -346,6 +354,8 @@ def run(args):
     image_path = make_image(args.output_dir, *args.image_size)
     inputs_np = preprocess(image_path, args.size)
     paddle.set_device('cpu')
+    if args.keep_freed_memory == 'on':  # before anything large is allocated and freed
+        freed_memory.keep_freed_memory()
 
     report = {'command': 'python deploy/benchmark.py ' + ' '.join(sys.argv[1:]),
               'input': {'image_hw': list(args.image_size), 'resize': list(args.size),
@@ -354,6 +364,7 @@ def run(args):
               'warmup': args.warmup, 'repeats': args.repeats, 'settle_s': args.settle,
               'fp32_onnx_convolutions': 'winograd' if args.winograd == 'on' else 'direct',
               'paddle_retain_memory': args.retain_memory == 'on',
+              'malloc_keeps_freed_memory': freed_memory.in_effect(),
               'weights': SHARED_WEIGHTS if 'control' in configs else 'random',
               'cpu': platform.processor() or platform.machine(), 'paddle': paddle.__version__,
               'load_average_at_start': list(os.getloadavg()), 'configs': {}, 'modes': {}}
@@ -384,7 +395,8 @@ def run(args):
         else:
             kind = 'export_onnx' if mode.split('_')[0] in ONNX_BACKENDS else 'export'
             runners = {name: PredictorRunner(export_dirs[(kind, name)], mode, args.cpu_threads,
-                                             args.winograd == 'on', args.retain_memory == 'on')
+                                             args.winograd == 'on', args.retain_memory == 'on',
+                                             args.keep_freed_memory == 'on')
                        for name in variants}
         if mode in peers:
             runners['torchvision'] = peers[mode]

@@ -52,13 +52,15 @@ class PaddleInferenceProfile:
     paddle.profiler's host trace (one event per op and run), each op's input shapes from the
     predictor's input hook in a first run (made here; oneDNN creates its primitives in it)."""
 
-    def __init__(self, model_dir, inputs, threads, onednn, bf16, label, retain_memory=False):
+    def __init__(self, model_dir, inputs, threads, onednn, bf16, label, retain_memory=False,
+                 keep_freed_memory=True):
         from deploy.python.backends.paddle_inference import create
         from deploy.python.errors import DeployError
         from deploy.python.model_files import load_model_files
         from deploy.python.predictor import PredictorOptions
         options = PredictorOptions(cpu_threads=threads, enable_mkldnn=onednn,
-                                   enable_mkldnn_bfloat16=bf16, retain_memory=retain_memory)
+                                   enable_mkldnn_bfloat16=bf16, retain_memory=retain_memory,
+                                   keep_freed_memory=keep_freed_memory)
         try:
             self.predictor = create(load_model_files(model_dir), options.check())
         except DeployError as e:
@@ -134,13 +136,14 @@ def _match_shapes(names, instructions):
 
 
 def profile_paddle(model_dirs, height, width, runs, threads, onednn, bf16=False,
-                   retain_memory=False):
+                   retain_memory=False, keep_freed_memory=True):
     """[(node times, node signatures)] of each export under Paddle Inference, every model
     loaded first and the models run interleaved under one profiler."""
     import paddle.profiler
     inputs = _inputs(height, width)
     profiles = [PaddleInferenceProfile(d, inputs, threads, onednn, bf16, f'model{i}',
-                                       retain_memory) for i, d in enumerate(model_dirs)]
+                                       retain_memory, keep_freed_memory)
+                for i, d in enumerate(model_dirs)]
     profiler = paddle.profiler.Profiler(targets=[paddle.profiler.ProfilerTarget.CPU],
                                         on_trace_ready=lambda _: None)
     profiler.start()
@@ -389,6 +392,9 @@ def main(argv=None):
     p.add_argument('--int8', action='store_true', help='ONNX backends: model_int8.onnx')
     p.add_argument('--retain_memory', action='store_true',
                    help="paddle: intermediate tensors kept between runs (infer.py's flag)")
+    p.add_argument('--keep_freed_memory', choices=('on', 'off'), default='on',
+                   help="paddle: malloc keeps the memory the process frees (infer.py's default) "
+                   "or glibc's defaults")
     p.add_argument('--winograd', choices=('on', 'off'), default='on',
                    help='ONNX backends, fp32: 3x3 convolutions in Winograd form (as deploy runs '
                    'them) or direct')
@@ -410,7 +416,7 @@ def main(argv=None):
             p.error("--int8: the ONNX backends only")
         profiles = profile_paddle(args.model_dirs, *args.size, args.runs, args.cpu_threads,
                                   args.enable_mkldnn, args.enable_mkldnn_bfloat16,
-                                  args.retain_memory)
+                                  args.retain_memory, args.keep_freed_memory == 'on')
     else:
         if args.backend == 'onnxruntime' and args.enable_mkldnn_bfloat16:
             p.error("--enable_mkldnn_bfloat16: ONNX Runtime has no bf16 CPU path")

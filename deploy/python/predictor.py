@@ -32,6 +32,8 @@ class PredictorOptions:
     backend: str = 'paddle'
     winograd: bool = True       # fp32 ONNX backends: large 3x3 convs as Winograd F(4x4, 3x3)
     retain_memory: bool = False  # Paddle Inference: keep tensors' memory between runs
+    # Paddle Inference on CPU: malloc keeps what the process frees (deploy/python/freed_memory.py)
+    keep_freed_memory: bool = True
 
     def check(self):
         device = self.device.upper()
