@@ -68,10 +68,10 @@ def build_parser():
                    help='fp32 on onnxruntime/openvino: 3x3 convolutions with >= 128 channels as '
                    'Winograd F(4x4, 3x3) (about 20%% faster; rounding about 1e-5 of the '
                    'outputs); False: direct convolution')
-    p.add_argument('--retain_memory', **flag, help='paddle on CPU: keep the intermediate tensors\' '
-                   'memory between images instead of taking it afresh each run (R50 Mask R-CNN, '
-                   '800x1344, oneDNN fp32, 2 threads: 4.7 -> 4.1 s per image, 1.1 -> 3.7 GB '
-                   'resident)')
+    p.add_argument('--retain_memory', **flag, help='paddle on CPU: the executor keeps every '
+                   'intermediate tensor between images (the reuse --keep_freed_memory gives, '
+                   'without relying on glibc, for all of them resident at once: R50 Mask R-CNN, '
+                   '800x1344, 3.7 GB)')
     p.add_argument('--keep_freed_memory', type=str2bool, nargs='?', const=True, default=True,
                    help='paddle on CPU (glibc): malloc keeps the memory the process frees, so '
                    'each image reuses the last one\'s (R50 Mask R-CNN, 800x1344, oneDNN fp32, 2 '
