@@ -17,6 +17,11 @@ Fair ratios on a busy machine: within one mode every model, torchvision included
 turn, round after round (the starting model rotating), and ratios are taken per round, then the
 median, so load from elsewhere lands on all of them alike. Warm-up runs are excluded. Prints
 Markdown tables and writes everything to <output_dir>/benchmark_inference.json.
+
+The same allocator for all: by default the whole process has malloc keep the memory it frees
+(deploy/python/freed_memory.py, as deploy runs Paddle Inference), which spares Paddle Inference
+and torchvision alike the page faults of taking their large tensors afresh each run;
+`--keep_freed_memory off` runs every model with glibc's defaults.
 """
 import argparse
 import contextlib
