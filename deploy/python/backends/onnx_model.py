@@ -45,7 +45,7 @@ def load_error(path, runtime, error):
 def _rewrites(options):
     """The load-time rewrites for `options`' backend and precision, in the order they run."""
     from .. import (context_add_rows, context_channels_last, gated_conv_blocked,
-                    int8_gate_scale, int8_weight_range, winograd)
+                    int8_dynamic_fc, int8_gate_scale, int8_weight_range, winograd)
     int8 = options.run_mode == 'int8'
     fp32 = not int8 and not options.enable_mkldnn_bfloat16
     ort = options.backend == 'onnxruntime'
@@ -57,6 +57,7 @@ def _rewrites(options):
             rewrites.append(int8_weight_range.rewrite)
         if ort:
             rewrites.append(int8_gate_scale.rewrite)  # after narrowing: it reads the scales
+            rewrites.append(int8_dynamic_fc.rewrite)
     elif fp32:
         if options.winograd:
             rewrites.append(winograd.rewrite)
@@ -75,7 +76,8 @@ def runtime_model(path, options, runtime):
     (deploy/python/gated_conv_blocked.py); in int8, the convolution weights narrowed to 7 bits
     where this CPU's int8 dot product saturates (deploy/python/int8_weight_range.py) and, in
     ONNX Runtime, GC gates applied by the convolutions' requantization
-    (deploy/python/int8_gate_scale.py)."""
+    (deploy/python/int8_gate_scale.py) and the box head's fully connected layers quantized per
+    run (deploy/python/int8_dynamic_fc.py)."""
     if options.run_mode != 'int8' and options.enable_mkldnn_bfloat16:
         return path
     onnx = import_optional('onnx', options.backend)  # the rewrites and the int8 probe use it
