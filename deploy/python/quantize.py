@@ -14,7 +14,9 @@ per output channel, symmetric int8; activations per tensor, uint8). ONNX Runtime
 int8 kernels and OpenVINO turns each pair into its int8 convolutions. The residual adds of GC
 blocks are quantized too, with the context term added last (`deploy/python/int8_residuals.py`),
 so that they run as the control's residual adds do; everything else (RPN decoding, NMS, TopK,
-RoIAlign, the box head's fully connected layers, the mask sigmoid) stays fp32, and so do the
+RoIAlign, the box head's fully connected layers, the mask sigmoid) stays fp32 in the file (ONNX
+Runtime quantizes the box head's fully connected layers itself when it loads the model, from each
+run's own input range: deploy/python/int8_dynamic_fc.py), and so do the
 heads' prediction convolutions (`prediction_convs`: the RPN's objectness and box deltas on every
 FPN level, the mask logits; `--prediction_convs int8` quantizes them too). Those are the layers
 int8 hurt: on the quickstart model (1000 generated images), quantizing only them moved box AP by
